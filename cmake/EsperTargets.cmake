@@ -1,0 +1,28 @@
+# Build settings every esper target shares: warnings, sanitizers, coverage.
+include_guard(GLOBAL)
+
+add_library(esper_build_flags INTERFACE)
+add_library(esper::build_flags ALIAS esper_build_flags)
+target_compile_options(esper_build_flags INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion -Wno-missing-field-initializers
+                            -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>)
+if(ESPER_WARNINGS_AS_ERRORS)
+  target_compile_options(esper_build_flags INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+endif()
+if(ESPER_SANITIZERS)
+  list(JOIN ESPER_SANITIZERS "," sanitizers)
+  target_compile_options(esper_build_flags INTERFACE
+    $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=${sanitizers} -fno-omit-frame-pointer -fno-sanitize-recover=all>)
+  target_link_options(esper_build_flags INTERFACE -fsanitize=${sanitizers})
+endif()
+if(ESPER_COVERAGE)
+  target_compile_options(esper_build_flags INTERFACE $<$<COMPILE_LANGUAGE:CXX>:--coverage -O0>)
+  target_link_options(esper_build_flags INTERFACE --coverage)
+endif()
+
+# esper_executable(name SOURCES ... LIBS ...): an executable with the shared settings.
+function(esper_executable name)
+  cmake_parse_arguments(arg "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${arg_SOURCES})
+  target_link_libraries(${name} PRIVATE esper::build_flags ${arg_LIBS})
+endfunction()
