@@ -45,5 +45,11 @@ for attempt in $(seq 1 90); do
   echo "$out" >&2; echo "setup: apt-get update failed" >&2; exit 1
 done
 
-"${sudo[@]}" apt-get "${lock_wait[@]}" install -y -qq --no-install-recommends "${missing[@]}"
+log=$(mktemp -t esper-setup.XXXXXX.log)
+if ! "${sudo[@]}" apt-get "${lock_wait[@]}" install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  echo "setup: apt-get install failed (full log: $log)" >&2
+  exit 1
+fi
+rm -f "$log"
 echo "setup: installed ${missing[*]}"

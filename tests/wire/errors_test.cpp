@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <regex>
+#include <cctype>
 
 #include "wire/builders.hpp"
 #include "wire/codec.hpp"
@@ -320,7 +320,11 @@ TEST(DecodeErrors, ValueOnAnErrorThrowsWithTheReason) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("frame too small"), std::string::npos) << e.what();
     // Faults carry host:file:line.
-    EXPECT_TRUE(std::regex_search(e.what(), std::regex(R"(^[^:]+:[a-z_]+\.[ch]pp:[0-9]+: )"))) << e.what();
+    const std::string what = e.what();
+    const auto file = what.find("error.hpp:");
+    ASSERT_NE(file, std::string::npos) << what;
+    EXPECT_GT(file, 1u) << "a host name comes first: " << what;
+    EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(what[file + 10]))) << what;
   }
 }
 

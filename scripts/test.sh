@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# README command 2: install what is missing, build, and run every test — the CI build (warnings
+# are errors, CUDA compiled when nvcc is found), the sanitizer build's unit tests, and the wire
+# coverage gate. .ci/run calls this and nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "ci build: configure, build, test"
+cmake --preset ci
+cmake --build --preset ci
+ctest --preset ci
+
+step "asan build (AddressSanitizer + UBSan): unit tests"
+cmake --preset asan
+cmake --build --preset asan
+ctest --preset asan
+
+step "coverage of the wire code (gate: 90% of lines)"
+bash scripts/coverage.sh
+
+step "all tests passed"
