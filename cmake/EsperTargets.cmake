@@ -26,3 +26,12 @@ function(esper_executable name)
   add_executable(${name} ${arg_SOURCES})
   target_link_libraries(${name} PRIVATE esper::build_flags ${arg_LIBS})
 endfunction()
+
+# Adds a folder when it has a CMakeLists.txt (parts that land in separate steps).
+function(esper_subdirectories)
+  foreach(dir IN LISTS ARGN)
+    if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/CMakeLists.txt)
+      add_subdirectory(${dir})
+    endif()
+  endforeach()
+endfunction()
