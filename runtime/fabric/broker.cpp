@@ -1,0 +1,433 @@
+#include "fabric/broker.hpp"
+
+#include <array>
+#include <map>
+#include <unordered_map>
+
+#include "core/error.hpp"
+#include "fabric/job_state.hpp"
+#include "wire/builders.hpp"
+#include "wire/ids.hpp"
+
+namespace esper::fabric {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using wire::MsgId;
+
+struct IdKey {
+  std::uint64_t sender, seq;
+  bool operator==(const IdKey&) const = default;
+};
+struct IdHash {
+  std::size_t operator()(const IdKey& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
+};
+IdKey key(const MsgId& id) { return {id.sender(), id.seq()}; }
+
+struct Rank {
+  std::string routing_id;
+  std::vector<std::uint32_t> layers;
+  std::chrono::milliseconds interval{1000};
+  Clock::time_point last_seen;
+  bool alive = false;
+};
+
+struct PendingCommand {
+  std::string client;
+  std::vector<std::int32_t> owed;  // targets that have not answered
+  Clock::time_point expires;
+};
+
+}  // namespace
+
+struct Broker::Impl {
+  Impl(Broker& b, zmq::context_t& ctx)
+      : self(b),
+        xsub(ctx, zmq::socket_type::xsub),
+        xpub(ctx, zmq::socket_type::xpub),
+        router(ctx, zmq::socket_type::router),
+        decoder(b.options_.limits),
+        encoder(wire::SourceInfo{-1, wire::Role::BROKER, "", "", 0}),
+        ids(wire::Role::BROKER, -1) {}
+
+  Broker& self;
+  zmq::socket_t xsub, xpub, router;
+  wire::Decoder decoder;
+  wire::Encoder encoder;
+  wire::MsgIdGenerator ids;
+  std::map<std::int32_t, Rank> ranks;
+  std::unordered_map<IdKey, PendingCommand, IdHash> pending;
+  JobState state;
+  std::uint64_t event_seq = 0;
+  Clock::time_point next_tick{};
+
+  void run();
+  void forward_publications();
+  void drain_subscriptions();
+  void handle_router();
+  void on_heartbeat(const std::string& from, const wire::Message& m);
+  void on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
+  void on_result(const zmq::message_t& frame, const wire::Message& m);
+  void publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank);
+  void publish_own_event(const wire::EventT& e);
+  void fail(const MsgId& command, const std::string& client, std::int32_t rank, wire::FailureReason reason,
+            const std::string& detail);
+  void tick(Clock::time_point now);
+  void publish_live_ranks();
+  bool send_to(const std::string& peer, char type, std::span<zmq::message_t> rest);
+  void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
+    bump(self.counters_.frames_rejected);
+    self.rejects_.add(where, why, bytes(frame));
+  }
+};
+
+Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(options)) {
+  impl_ = std::make_unique<Impl>(*this, ctx);
+  const Endpoints want = bind_addresses(options_.bind);
+  auto& i = *impl_;
+  i.xsub.set(zmq::sockopt::rcvhwm, options_.pub_hwm);
+  i.xpub.set(zmq::sockopt::sndhwm, options_.pub_hwm);
+  i.xpub.set(zmq::sockopt::xpub_nodrop, 1);
+  i.router.set(zmq::sockopt::router_mandatory, 1);
+  i.router.set(zmq::sockopt::sndhwm, options_.cmd_hwm);
+  i.router.set(zmq::sockopt::rcvhwm, options_.cmd_hwm);
+  for (auto* s : {&i.xsub, &i.xpub, &i.router}) s->set(zmq::sockopt::linger, 0);
+  // The broker takes every publication (subscriptions are filtered at its XPUB), so a publisher
+  // learns of a subscriber as soon as it connects and never filters anything away itself.
+  const std::uint8_t subscribe_all = 1;
+  i.xsub.send(zmq::buffer(&subscribe_all, 1), zmq::send_flags::none);
+  bind_or_throw(i.router, want.cmd);
+  bind_or_throw(i.xsub, want.pub);
+  bind_or_throw(i.xpub, want.sub);
+  endpoints_ = {i.router.get(zmq::sockopt::last_endpoint), i.xsub.get(zmq::sockopt::last_endpoint),
+                i.xpub.get(zmq::sockopt::last_endpoint)};
+  thread_ = std::thread([this] { impl_->run(); });
+}
+
+Broker::~Broker() { stop(); }
+
+void Broker::stop() noexcept {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+std::vector<std::int32_t> Broker::live_ranks() const {
+  std::lock_guard lock(ranks_mu_);
+  return live_ranks_;
+}
+
+void Broker::Impl::run() {
+  std::array<zmq::pollitem_t, 3> items{{{xsub.handle(), 0, ZMQ_POLLIN, 0},
+                                        {xpub.handle(), 0, ZMQ_POLLIN, 0},
+                                        {router.handle(), 0, ZMQ_POLLIN, 0}}};
+  while (!self.stop_.load(std::memory_order_relaxed)) {
+    try {
+      zmq::poll(items.data(), items.size(), self.options_.tick);
+      if (items[0].revents & ZMQ_POLLIN) forward_publications();
+      if (items[1].revents & ZMQ_POLLIN) drain_subscriptions();
+      if (items[2].revents & ZMQ_POLLIN) handle_router();
+      const auto now = Clock::now();
+      if (now >= next_tick) {
+        tick(now);
+        next_tick = now + self.options_.tick;
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+
+// Telemetry and anything else publishers send: [topic][meta][envelope], forwarded as is.
+void Broker::Impl::forward_publications() {
+  for (int burst = 0; burst < 512; ++burst) {
+    std::array<zmq::message_t, 3> parts;
+    std::size_t n = 0;
+    bool more = true;
+    bool first = true;
+    while (more) {
+      zmq::message_t part;
+      if (!xsub.recv(part, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) return;
+      first = false;
+      more = part.more();
+      if (n < parts.size()) parts[n] = std::move(part);
+      ++n;
+    }
+    bump(self.counters_.frames_received);
+    Meta meta;
+    if (n != 3 || !decode_meta(parts[1], meta)) {
+      reject("broker pub", "publication has " + std::to_string(n) + " frames or a bad meta frame; expected "
+                               "[topic][16-byte meta][envelope]", parts[n > 2 ? 2 : 0]);
+      continue;
+    }
+    if (!xpub.send(parts[0], zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      bump(self.counters_.telemetry_batches_dropped);
+      bump(self.counters_.telemetry_records_dropped, meta.records);
+      continue;
+    }
+    xpub.send(parts[1], zmq::send_flags::sndmore);
+    xpub.send(parts[2], zmq::send_flags::none);
+    bump(self.counters_.frames_sent);
+    bump(self.counters_.telemetry_batches);
+    bump(self.counters_.telemetry_records, meta.records);
+  }
+}
+
+// Subscribers' (un)subscriptions: the XPUB filters with them; upstream already gets everything.
+void Broker::Impl::drain_subscriptions() {
+  for (int burst = 0; burst < 512; ++burst) {
+    zmq::message_t sub;
+    if (!xpub.recv(sub, zmq::recv_flags::dontwait)) return;
+  }
+}
+
+bool Broker::Impl::send_to(const std::string& peer, char type, std::span<zmq::message_t> rest) {
+  try {
+    if (!router.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      bump(self.counters_.send_would_block);
+      return false;
+    }
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;  // the peer is gone
+    throw;
+  }
+  router.send(type_frame(type), rest.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    router.send(rest[i], i + 1 < rest.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  bump(self.counters_.frames_sent);
+  return true;
+}
+
+void Broker::Impl::handle_router() {
+  for (int burst = 0; burst < 512; ++burst) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(router, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    bump(self.counters_.frames_received);
+    if (parts.size() < 2) {
+      reject("broker cmd", "message has no type frame", parts.front());
+      continue;
+    }
+    const std::string from = parts[0].to_string();
+    const char type = type_of(parts[1]);
+    if (type == frame::kInfo) {
+      std::array<zmq::message_t, 2> reply{zmq::message_t(self.endpoints_.pub), zmq::message_t(self.endpoints_.sub)};
+      send_to(from, frame::kInfo, reply);
+      continue;
+    }
+    if (type == frame::kSnapshot) {
+      const auto f = encoder.encode(wire::Header{ids.next()}, state.snapshot());
+      std::array<zmq::message_t, 2> reply{encode_meta(Meta{state.sequence(), 0, 0}), zmq::message_t(f.data(), f.size())};
+      send_to(from, frame::kSnapshot, reply);
+      continue;
+    }
+    if (type == frame::kPing) {
+      // Echo on the pub/sub side: a subscriber that sees it knows its subscription is active.
+      const std::string topic = std::string(kPingPrefix) + parts.back().to_string();
+      xpub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      xpub.send(encode_meta(Meta{}), zmq::send_flags::sndmore);
+      xpub.send(zmq::message_t(), zmq::send_flags::none);
+      continue;
+    }
+    if (type != frame::kHeartbeat && type != frame::kCommand && type != frame::kResult && type != frame::kEvent) {
+      reject("broker cmd", "unknown frame type '" + std::string(1, type) + "'", parts[1]);
+      continue;
+    }
+    if (parts.size() != 3) {
+      reject("broker cmd", "message of type '" + std::string(1, type) + "' has " + std::to_string(parts.size() - 1) +
+                               " frames after the routing id; expected 2", parts.back());
+      continue;
+    }
+    auto msg = decoder.decode(bytes(parts[2]));
+    if (!msg) {
+      reject("broker cmd", msg.error().message(), parts[2]);
+      continue;
+    }
+    switch (type) {
+      case frame::kHeartbeat:
+        if (msg->kind() == wire::Body::Heartbeat) on_heartbeat(from, *msg);
+        else reject("broker cmd", "'H' frame does not hold a Heartbeat", parts[2]);
+        break;
+      case frame::kCommand:
+        if (msg->kind() == wire::Body::Command) on_command(from, parts[2], *msg);
+        else reject("broker cmd", "'C' frame does not hold a Command", parts[2]);
+        break;
+      case frame::kResult:
+        if (msg->kind() == wire::Body::CommandResult) on_result(parts[2], *msg);
+        else reject("broker cmd", "'R' frame does not hold a CommandResult", parts[2]);
+        break;
+      case frame::kEvent:
+        if (msg->kind() == wire::Body::Event) {
+          const auto* src = msg->envelope().source();
+          publish_event(bytes(parts[2]), *msg->body<wire::Event>(), src ? src->rank() : -1);
+        } else {
+          reject("broker cmd", "'E' frame does not hold an Event", parts[2]);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m) {
+  bump(self.counters_.heartbeats);
+  const auto* src = m.envelope().source();
+  const auto* hb = m.body<wire::Heartbeat>();
+  if (src == nullptr || src->rank() < 0) return;
+  auto& r = ranks[src->rank()];
+  r.routing_id = from;
+  r.interval = std::chrono::milliseconds(std::max<std::uint32_t>(hb->interval_ms(), 1));
+  r.last_seen = Clock::now();
+  r.layers.clear();
+  if (hb->layers() != nullptr) r.layers.assign(hb->layers()->begin(), hb->layers()->end());
+  if (!r.alive) {
+    r.alive = true;
+    publish_live_ranks();
+    publish_own_event(wire::rank_joined(src->rank(), -1, src->host() ? src->host()->str() : "", src->pid(), r.layers));
+  }
+}
+
+void Broker::Impl::on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
+  const auto* cmd = m.body<wire::Command>();
+  const MsgId id = *m.envelope().msg_id();
+  std::vector<std::int32_t> targets;
+  DispatchReason reason = DispatchReason::Ok;
+  std::string why;
+  const auto* t = cmd->target();
+  const auto kind = t ? t->kind() : wire::TargetKind::ALL;
+  for (const auto& [rank, r] : ranks) {
+    if (!r.alive) continue;
+    const bool match = kind == wire::TargetKind::ALL ||
+                       (kind == wire::TargetKind::RANK && rank == t->rank()) ||
+                       (kind == wire::TargetKind::LAYER &&
+                        std::find(r.layers.begin(), r.layers.end(), t->layer()) != r.layers.end());
+    if (match) targets.push_back(rank);
+  }
+  if (targets.empty()) {
+    if (kind == wire::TargetKind::RANK) {
+      reason = DispatchReason::NoSuchRank;
+      why = "rank " + std::to_string(t->rank()) + " is not connected to the broker";
+    } else if (kind == wire::TargetKind::LAYER) {
+      reason = DispatchReason::NoRankHoldsLayer;
+      why = "no connected rank holds layer " + std::to_string(t->layer());
+    } else {
+      reason = DispatchReason::NoRanks;
+      why = "no rank is connected";
+    }
+  }
+  // A retry (same msg_id) goes only to the targets that still owe a result.
+  auto it = pending.find(key(id));
+  const bool retry = it != pending.end();
+  if (!retry && !targets.empty()) {
+    it = pending.emplace(key(id), PendingCommand{from, targets, {}}).first;
+  }
+  std::vector<std::uint8_t> d(16 + 1 + 4 * targets.size());
+  const std::uint64_t sender = id.sender(), seq = id.seq();
+  std::memcpy(d.data(), &sender, 8);
+  std::memcpy(d.data() + 8, &seq, 8);
+  d[16] = static_cast<std::uint8_t>(reason);
+  if (!targets.empty()) std::memcpy(d.data() + 17, targets.data(), 4 * targets.size());
+  std::array<zmq::message_t, 2> dispatch{zmq::message_t(d.data(), d.size()), zmq::message_t(why)};
+  send_to(from, frame::kDispatch, dispatch);
+  if (targets.empty()) return;
+  it->second.client = from;
+  it->second.expires = Clock::now() + std::chrono::milliseconds(cmd->timeout_ms()) + std::chrono::seconds(1);
+  const auto owed = it->second.owed;
+  for (const auto rank : owed) {
+    std::array<zmq::message_t, 1> body{zmq::message_t(frame.data(), frame.size())};
+    if (send_to(ranks[rank].routing_id, frame::kCommand, body)) {
+      bump(self.counters_.commands_sent);
+    } else if (!retry) {
+      // Unreachable now (disconnected, or its queue is full): the client retries; liveness decides.
+      bump(self.counters_.send_would_block);
+    }
+  }
+  if (retry) bump(self.counters_.commands_retried);
+}
+
+void Broker::Impl::on_result(const zmq::message_t& frame, const wire::Message& m) {
+  bump(self.counters_.results_received);
+  const auto it = pending.find(key(*m.envelope().correlation_id()));
+  const auto* src = m.envelope().source();
+  if (it == pending.end() || src == nullptr) return;  // late or duplicate: the client already has it
+  auto& owed = it->second.owed;
+  const auto pos = std::find(owed.begin(), owed.end(), src->rank());
+  if (pos == owed.end()) return;
+  owed.erase(pos);
+  std::array<zmq::message_t, 1> body{zmq::message_t(frame.data(), frame.size())};
+  send_to(it->second.client, frame::kResult, body);
+  if (owed.empty()) pending.erase(it);
+}
+
+void Broker::Impl::publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank) {
+  const std::uint64_t seq = ++event_seq;
+  state.apply(e, rank, seq);
+  const std::string topic = event_topic(e.layer());
+  if (!xpub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(self.counters_.events_dropped);  // subscribers see the gap in the sequence and resync
+    return;
+  }
+  xpub.send(encode_meta(Meta{seq, 0, 0}), zmq::send_flags::sndmore);
+  xpub.send(zmq::message_t(envelope.data(), envelope.size()), zmq::send_flags::none);
+  bump(self.counters_.events);
+}
+
+void Broker::Impl::publish_own_event(const wire::EventT& e) {
+  wire::Header h;
+  h.msg_id = ids.next();
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = encoder.encode(h, e);
+  const std::vector<std::uint8_t> copy(f.begin(), f.end());
+  auto msg = decoder.decode(copy);
+  if (msg) publish_event(copy, *msg->body<wire::Event>(), -1);
+}
+
+void Broker::Impl::fail(const MsgId& command, const std::string& client, std::int32_t rank,
+                        wire::FailureReason reason, const std::string& detail) {
+  wire::Header h;
+  h.msg_id = ids.next();
+  h.correlation_id = command;
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = encoder.encode(h, wire::command_failed(command, rank, reason, detail, 0, false));
+  std::array<zmq::message_t, 1> body{zmq::message_t(f.data(), f.size())};
+  send_to(client, frame::kFailure, body);
+  bump(self.counters_.commands_failed);
+}
+
+void Broker::Impl::tick(Clock::time_point now) {
+  for (auto& [rank, r] : ranks) {
+    if (!r.alive) continue;
+    const auto silent = now - r.last_seen;
+    if (silent <= r.interval * self.options_.lost_after) continue;
+    r.alive = false;
+    bump(self.counters_.ranks_lost);
+    const auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+    const std::string why = "rank " + std::to_string(rank) + " sent no heartbeat for " + std::to_string(silent_ms) +
+                            " ms (interval " + std::to_string(r.interval.count()) + " ms)";
+    publish_live_ranks();
+    publish_own_event(wire::rank_lost(rank, 0, static_cast<std::uint32_t>(silent / r.interval), why));
+    for (auto it = pending.begin(); it != pending.end();) {
+      auto& owed = it->second.owed;
+      if (const auto pos = std::find(owed.begin(), owed.end(), rank); pos != owed.end()) {
+        owed.erase(pos);
+        fail(MsgId(it->first.sender, it->first.seq), it->second.client, rank, wire::FailureReason::RANK_LOST, why);
+      }
+      it = owed.empty() ? pending.erase(it) : std::next(it);
+    }
+  }
+  for (auto it = pending.begin(); it != pending.end();) {
+    it = now > it->second.expires ? pending.erase(it) : std::next(it);
+  }
+}
+
+void Broker::Impl::publish_live_ranks() {
+  std::vector<std::int32_t> live;
+  for (const auto& [rank, r] : ranks) {
+    if (r.alive) live.push_back(rank);
+  }
+  std::lock_guard lock(self.ranks_mu_);
+  self.live_ranks_ = std::move(live);
+}
+
+}  // namespace esper::fabric

@@ -1,0 +1,69 @@
+// The broker: one thread that forwards telemetry and events from every publisher to every
+// subscriber and routes commands and results between clients and ranks (DESIGN.md §1-3).
+//
+// Telemetry (XSUB -> XPUB): forwarded without decoding. The XPUB does not drop silently
+// (ZMQ_XPUB_NODROP): when a subscriber's pipe is full the batch is dropped for all and counted,
+// records included (from the meta frame).
+// Commands (ROUTER): a command is verified, resolved to its target ranks (one rank, the ranks that
+// hold a layer, all ranks), acknowledged to the client with the target list ('D'), and forwarded
+// to each. Results go back to the client that sent the command. A rank that misses heartbeats for
+// `lost_after` of its interval is reported lost (RankLost event) and the commands it still owes
+// end at their clients as "rank lost".
+// Events (ranks -> ROUTER): stamped with one broker sequence (a global order), applied to the job
+// state that answers late joiners' snapshot requests, and published.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "fabric/counters.hpp"
+#include "fabric/framing.hpp"
+#include "wire/codec.hpp"
+
+namespace esper::fabric {
+
+struct BrokerOptions {
+  std::string bind = "tcp://127.0.0.1:0";  // see bind_addresses(); port 0 picks a free port
+  int pub_hwm = 1000;                      // messages queued per publisher and per subscriber
+  int cmd_hwm = 100'000;
+  double lost_after = 2.5;                 // heartbeat intervals without a heartbeat -> lost
+  std::chrono::milliseconds tick{5};       // liveness and expiry check period
+  wire::DecodeLimits limits{};
+};
+
+class Broker {
+ public:
+  // Binds every endpoint (throws esper::Error naming the endpoint on failure) and starts the thread.
+  Broker(zmq::context_t& ctx, BrokerOptions options = {});
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  void stop() noexcept;  // idempotent; joins the thread
+
+  [[nodiscard]] const Endpoints& endpoints() const noexcept { return endpoints_; }
+  [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
+  [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
+  [[nodiscard]] std::vector<std::int32_t> live_ranks() const;
+
+ private:
+  struct Impl;
+  BrokerOptions options_;
+  Endpoints endpoints_;
+  Counters counters_;
+  RejectLog rejects_;
+  mutable std::mutex ranks_mu_;
+  std::vector<std::int32_t> live_ranks_;
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+}  // namespace esper::fabric

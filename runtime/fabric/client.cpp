@@ -1,0 +1,262 @@
+#include "fabric/client.hpp"
+
+#include <algorithm>
+
+namespace esper::fabric {
+
+bool CommandOutcome::all_ok() const {
+  return !targets.empty() && std::all_of(targets.begin(), targets.end(), [](const TargetOutcome& t) {
+    return t.has_result && t.result.status == wire::Status::OK;
+  });
+}
+
+Client::Client(zmq::context_t& ctx, const std::string& broker, ClientOptions options)
+    : options_(std::move(options)),
+      dealer_(ctx, zmq::socket_type::dealer),
+      encoder_(wire::SourceInfo{-1, wire::Role::CONTROLLER, options_.job_id, "", 0}, options_.encode),
+      decoder_(options_.limits),
+      ids_(wire::Role::CONTROLLER, -1) {
+  dealer_.set(zmq::sockopt::linger, 0);
+  dealer_.set(zmq::sockopt::sndhwm, options_.sndhwm);
+  dealer_.set(zmq::sockopt::rcvhwm, options_.sndhwm);
+  connect_or_throw(dealer_, broker);
+}
+
+std::chrono::milliseconds Client::jittered(std::chrono::milliseconds d) {
+  std::uniform_real_distribution<double> u(1.0 - options_.retry.jitter, 1.0 + options_.retry.jitter);
+  return std::chrono::milliseconds(std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(d.count()) * u(rng_))));
+}
+
+Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wire::Priority priority) {
+  if (pending_.size() >= options_.max_pending) {
+    return unexpected(SendError{SendErrc::TooManyPending, std::to_string(pending_.size()) +
+                                                              " commands are pending (max_pending); poll() first"});
+  }
+  wire::Header h;
+  h.msg_id = ids_.next();
+  h.priority = priority;
+  h.timestamp_ns = wire::wall_clock_ns();
+  const wire::CommandTarget target = command.target ? *command.target : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);
+  h.partition_key = target.layer();
+  const auto f = encoder_.encode(h, command);
+  if (!dealer_.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(counters_.send_would_block);
+    return unexpected(SendError{SendErrc::WouldBlock, "the broker connection is full; poll() and try again"});
+  }
+  dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+  bump(counters_.commands_sent);
+  bump(counters_.frames_sent);
+  const auto now = Clock::now();
+  Pending p;
+  p.frame.assign(f.begin(), f.end());
+  p.start = now;
+  p.deadline = now + std::chrono::milliseconds(command.timeout_ms);
+  p.backoff = options_.retry.first;
+  p.next_retry = now + jittered(p.backoff);
+  p.target = target;
+  pending_.emplace(Key{h.msg_id.sender(), h.msg_id.seq()}, std::move(p));
+  return h.msg_id;
+}
+
+bool Client::resend(Pending& p) {
+  if (!dealer_.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(counters_.send_would_block);
+    return false;
+  }
+  dealer_.send(zmq::message_t(p.frame.data(), p.frame.size()), zmq::send_flags::none);
+  bump(counters_.commands_retried);
+  bump(counters_.frames_sent);
+  return true;
+}
+
+TargetOutcome Client::failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const {
+  TargetOutcome t;
+  t.rank = rank;
+  t.failure = why;
+  t.detail = std::move(detail);
+  t.attempts = p.attempts;
+  t.latency = Clock::now() - p.start;
+  return t;
+}
+
+std::vector<CommandOutcome> Client::poll(std::chrono::milliseconds timeout) {
+  std::vector<CommandOutcome> done;
+  const auto until = Clock::now() + timeout;
+  zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+  for (;;) {
+    receive(done);
+    const auto now = Clock::now();
+    if (now >= next_timer_check_) {
+      check_timers(now, done);
+      next_timer_check_ = now + std::chrono::milliseconds(2);
+    }
+    if (!done.empty() || now >= until) return done;
+    const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
+                               std::chrono::milliseconds(pending_.empty() ? 50 : 2));
+    zmq::poll(&item, 1, std::max(wait, std::chrono::milliseconds(0)));
+  }
+}
+
+CommandOutcome Client::call(const wire::CommandT& command, wire::Priority priority) {
+  auto id = send(command, priority);
+  while (!id && id.error().code == SendErrc::WouldBlock) {
+    (void)poll(std::chrono::milliseconds(10));
+    id = send(command, priority);
+  }
+  if (!id) throw Error("cannot send command: " + id.error().message());
+  for (;;) {
+    for (auto& o : poll(std::chrono::milliseconds(100))) {
+      if (o.id.sender() == id->sender() && o.id.seq() == id->seq()) return std::move(o);
+    }
+  }
+}
+
+void Client::receive(std::vector<CommandOutcome>& done) {
+  for (int burst = 0; burst < 1024; ++burst) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    bump(counters_.frames_received);
+    const char type = parts.size() >= 2 ? type_of(parts[0]) : '\0';
+    if (type == frame::kDispatch && parts.size() == 3) {
+      on_dispatch(parts, done);
+    } else if (type == frame::kResult && parts.size() == 2) {
+      on_result(parts[1], done);
+    } else if (type == frame::kFailure && parts.size() == 2) {
+      on_failure(parts[1], done);
+    } else {
+      bump(counters_.frames_rejected);
+      rejects_.add("client", "unexpected message from the broker (" + std::to_string(parts.size()) + " frames)",
+                   bytes(parts.back()));
+    }
+  }
+}
+
+void Client::on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done) {
+  const auto& d = parts[1];
+  if (d.size() < 17 || (d.size() - 17) % 4 != 0) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", "dispatch frame of " + std::to_string(d.size()) + " bytes", bytes(d));
+    return;
+  }
+  const auto* p8 = static_cast<const std::uint8_t*>(d.data());
+  Key k{};
+  std::memcpy(&k.sender, p8, 8);
+  std::memcpy(&k.seq, p8 + 8, 8);
+  const auto it = pending_.find(k);
+  if (it == pending_.end()) return;  // already complete
+  auto& p = it->second;
+  const auto reason = static_cast<DispatchReason>(p8[16]);
+  const std::size_t n = (d.size() - 17) / 4;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::int32_t rank;
+    std::memcpy(&rank, p8 + 17 + 4 * i, 4);
+    if (std::find(p.targets.begin(), p.targets.end(), rank) == p.targets.end()) p.targets.push_back(rank);
+  }
+  p.dispatched = true;
+  if (p.targets.empty() && p.outcomes.empty()) {
+    const bool one_rank = reason == DispatchReason::NoSuchRank;
+    p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1,
+                                 one_rank ? wire::FailureReason::RANK_LOST : wire::FailureReason::REJECTED,
+                                 parts[2].to_string()));
+    bump(counters_.commands_failed);
+  }
+  complete_if_done(k, p, done);
+}
+
+void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+  auto msg = decoder_.decode(bytes(frame));
+  if (!msg || msg->kind() != wire::Body::CommandResult) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", msg ? "'R' frame does not hold a CommandResult" : msg.error().message(), bytes(frame));
+    return;
+  }
+  const auto& c = *msg->envelope().correlation_id();
+  const auto it = pending_.find(Key{c.sender(), c.seq()});
+  if (it == pending_.end()) {
+    bump(counters_.commands_deduplicated);  // a late duplicate of a completed command
+    return;
+  }
+  auto& p = it->second;
+  const auto* src = msg->envelope().source();
+  const std::int32_t rank = src ? src->rank() : msg->body<wire::CommandResult>()->rank();
+  if (std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+    bump(counters_.commands_deduplicated);
+    return;
+  }
+  TargetOutcome t;
+  t.rank = rank;
+  t.has_result = true;
+  msg->body<wire::CommandResult>()->UnPackTo(&t.result);
+  t.attempts = p.attempts;
+  t.latency = Clock::now() - p.start;
+  p.outcomes.push_back(std::move(t));
+  if (std::find(p.targets.begin(), p.targets.end(), rank) == p.targets.end()) p.targets.push_back(rank);
+  bump(counters_.results_received);
+  complete_if_done(it->first, p, done);
+}
+
+void Client::on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+  auto msg = decoder_.decode(bytes(frame));
+  const wire::CommandFailed* f = nullptr;
+  if (msg && msg->kind() == wire::Body::Event) f = msg->body<wire::Event>()->body_as_CommandFailed();
+  if (f == nullptr || f->command_id() == nullptr) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", msg ? "'F' frame does not hold a CommandFailed event" : msg.error().message(), bytes(frame));
+    return;
+  }
+  const auto it = pending_.find(Key{f->command_id()->sender(), f->command_id()->seq()});
+  if (it == pending_.end()) return;
+  auto& p = it->second;
+  const std::int32_t rank = f->target_rank();
+  if (std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) return;
+  p.outcomes.push_back(failure(p, rank, f->reason(), f->detail() ? f->detail()->str() : ""));
+  bump(counters_.commands_failed);
+  complete_if_done(it->first, p, done);
+}
+
+void Client::complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done) {
+  if (!p.dispatched) return;
+  for (const auto rank : p.targets) {
+    if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) return;
+  }
+  done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
+  pending_.erase(k);
+}
+
+void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& done) {
+  std::vector<Key> finished;
+  for (auto& [k, p] : pending_) {
+    const bool exhausted = p.attempts >= options_.retry.max_attempts && now >= p.next_retry;
+    if (now < p.deadline && !exhausted) {
+      if (now >= p.next_retry && resend(p)) {
+        ++p.attempts;
+        p.backoff = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(p.backoff * options_.retry.multiplier),
+                             options_.retry.max);
+        p.next_retry = now + jittered(p.backoff);
+      }
+      continue;
+    }
+    const auto why = exhausted && now < p.deadline ? wire::FailureReason::RETRIES_EXHAUSTED : wire::FailureReason::TIMEOUT;
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.start).count();
+    const std::string detail = "no answer after " + std::to_string(p.attempts) + " attempt(s) over " +
+                               std::to_string(waited) + " ms";
+    if (!p.dispatched && p.targets.empty()) {
+      const bool one_rank = p.target.kind() == wire::TargetKind::RANK;
+      p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1, why, detail + "; the broker never acknowledged it"));
+    }
+    for (const auto rank : p.targets) {
+      if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+        p.outcomes.push_back(failure(p, rank, why, detail));
+      }
+    }
+    bump(counters_.commands_failed);
+    finished.push_back(k);
+  }
+  for (const auto& k : finished) {
+    auto& p = pending_.at(k);
+    done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
+    pending_.erase(k);
+  }
+}
+
+}  // namespace esper::fabric

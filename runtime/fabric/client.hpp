@@ -1,0 +1,128 @@
+// The controller side of the command path (DESIGN.md §3): send a command, get exactly one terminal
+// outcome per target rank — its CommandResult, or a failure with the reason (timeout, retries
+// exhausted, rank lost, rejected because no rank matches the target).
+//
+// Delivery is at-least-once: a command without all its results is re-sent with the same msg_id
+// after a backoff (exponential, with jitter), and ranks deduplicate by msg_id, so it is applied
+// once. The client is single-threaded: send() never blocks (would-block and a full pending table
+// are expected outcomes, returned as values) and poll() pumps the socket and the timers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "core/error.hpp"
+#include "fabric/counters.hpp"
+#include "fabric/framing.hpp"
+#include "wire/codec.hpp"
+#include "wire/ids.hpp"
+
+namespace esper::fabric {
+
+struct RetryPolicy {
+  std::chrono::milliseconds first{250};
+  std::chrono::milliseconds max{2000};
+  double multiplier = 2.0;
+  double jitter = 0.2;          // each wait is scaled by a uniform factor in [1 - jitter, 1 + jitter]
+  std::uint32_t max_attempts = 5;
+};
+
+struct ClientOptions {
+  std::string job_id;
+  RetryPolicy retry{};
+  std::size_t max_pending = 100'000;
+  int sndhwm = 100'000;
+  wire::DecodeLimits limits{};
+  wire::EncodeOptions encode{};
+};
+
+// The terminal outcome at one target rank.
+struct TargetOutcome {
+  std::int32_t rank = -1;
+  bool has_result = false;                 // true: `result` holds the rank's answer
+  wire::CommandResultT result;
+  wire::FailureReason failure = wire::FailureReason::TIMEOUT;  // when !has_result
+  std::string detail;
+  std::uint32_t attempts = 0;
+  std::chrono::nanoseconds latency{0};     // from the first send to this outcome
+};
+
+struct CommandOutcome {
+  wire::MsgId id;
+  std::vector<TargetOutcome> targets;      // one per target rank (one entry with rank -1 if none known)
+  [[nodiscard]] bool all_ok() const;       // every target answered with status OK
+};
+
+enum class SendErrc : std::uint8_t { WouldBlock, TooManyPending };
+struct SendError {
+  SendErrc code;
+  std::string detail;
+  [[nodiscard]] std::string message() const { return detail; }
+};
+
+class Client {
+ public:
+  Client(zmq::context_t& ctx, const std::string& broker, ClientOptions options = {});
+
+  [[nodiscard]] Expected<wire::MsgId, SendError> send(const wire::CommandT& command,
+                                                      wire::Priority priority = wire::Priority::NORMAL);
+  // Pumps I/O and timers for at most `timeout` (returns early once something completes) and
+  // returns the commands that reached their terminal outcome.
+  std::vector<CommandOutcome> poll(std::chrono::milliseconds timeout);
+  // send() then poll() until that command completes. Throws esper::Error if it cannot be sent.
+  // Other commands that complete meanwhile are dropped: use send() and poll() for several in flight.
+  CommandOutcome call(const wire::CommandT& command, wire::Priority priority = wire::Priority::NORMAL);
+
+  [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+  [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
+  [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Key {
+    std::uint64_t sender, seq;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
+  };
+  struct Pending {
+    std::vector<std::uint8_t> frame;       // for re-sends
+    Clock::time_point start, deadline, next_retry;
+    std::chrono::milliseconds backoff;
+    std::uint32_t attempts = 1;
+    bool dispatched = false;
+    wire::CommandTarget target;
+    std::vector<std::int32_t> targets;
+    std::vector<TargetOutcome> outcomes;
+  };
+
+  void receive(std::vector<CommandOutcome>& done);
+  void on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
+  void on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
+  void on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
+  void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);
+  void complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done);
+  bool resend(Pending& p);
+  std::chrono::milliseconds jittered(std::chrono::milliseconds d);
+  TargetOutcome failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const;
+
+  ClientOptions options_;
+  zmq::socket_t dealer_;
+  wire::Encoder encoder_;
+  wire::Decoder decoder_;
+  wire::MsgIdGenerator ids_;
+  Counters counters_;
+  RejectLog rejects_;
+  std::unordered_map<Key, Pending, KeyHash> pending_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  Clock::time_point next_timer_check_{};
+};
+
+}  // namespace esper::fabric

@@ -1,0 +1,53 @@
+#include "fabric/counters.hpp"
+
+#include <algorithm>
+
+namespace esper::fabric {
+
+CounterValues Counters::values() const noexcept {
+  const auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  CounterValues out;
+  out.frames_received = v(frames_received);
+  out.frames_sent = v(frames_sent);
+  out.frames_rejected = v(frames_rejected);
+  out.commands_sent = v(commands_sent);
+  out.commands_retried = v(commands_retried);
+  out.commands_deduplicated = v(commands_deduplicated);
+  out.commands_applied = v(commands_applied);
+  out.commands_failed = v(commands_failed);
+  out.results_sent = v(results_sent);
+  out.results_received = v(results_received);
+  out.send_would_block = v(send_would_block);
+  out.telemetry_batches = v(telemetry_batches);
+  out.telemetry_records = v(telemetry_records);
+  out.telemetry_batches_dropped = v(telemetry_batches_dropped);
+  out.telemetry_records_dropped = v(telemetry_records_dropped);
+  out.events = v(events);
+  out.events_dropped = v(events_dropped);
+  out.event_gaps = v(event_gaps);
+  out.heartbeats = v(heartbeats);
+  out.ranks_lost = v(ranks_lost);
+  return out;
+}
+
+void RejectLog::add(std::string where, std::string reason, std::span<const std::uint8_t> frame) {
+  RejectedFrame r{std::chrono::system_clock::now(), std::move(where), std::move(reason),
+                  {frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(std::min(frame.size(), kHeadBytes))},
+                  frame.size()};
+  std::lock_guard lock(mu_);
+  ++total_;
+  frames_.push_back(std::move(r));
+  while (frames_.size() > capacity_) frames_.pop_front();
+}
+
+std::vector<RejectedFrame> RejectLog::recent() const {
+  std::lock_guard lock(mu_);
+  return {frames_.begin(), frames_.end()};
+}
+
+std::uint64_t RejectLog::total() const {
+  std::lock_guard lock(mu_);
+  return total_;
+}
+
+}  // namespace esper::fabric

@@ -1,0 +1,77 @@
+// Counters every fabric component keeps (DESIGN.md §3: no drop, retry or rejection is silent),
+// and the log of rejected frames kept for inspection. Counters are atomics: written by a
+// component's thread, read by anyone through counters().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace esper::fabric {
+
+struct CounterValues {
+  std::uint64_t frames_received = 0;
+  std::uint64_t frames_sent = 0;
+  std::uint64_t frames_rejected = 0;       // malformed or unexpected frames (see RejectLog)
+  std::uint64_t commands_sent = 0;
+  std::uint64_t commands_retried = 0;
+  std::uint64_t commands_deduplicated = 0;  // duplicates answered from the result cache
+  std::uint64_t commands_applied = 0;
+  std::uint64_t commands_failed = 0;       // terminal outcomes other than a result
+  std::uint64_t results_sent = 0;
+  std::uint64_t results_received = 0;
+  std::uint64_t send_would_block = 0;
+  std::uint64_t telemetry_batches = 0;     // published (node) or forwarded (broker) or received
+  std::uint64_t telemetry_records = 0;
+  std::uint64_t telemetry_batches_dropped = 0;
+  std::uint64_t telemetry_records_dropped = 0;
+  std::uint64_t events = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t event_gaps = 0;            // subscriber: missing event sequence numbers seen
+  std::uint64_t heartbeats = 0;
+  std::uint64_t ranks_lost = 0;
+};
+
+class Counters {
+ public:
+  std::atomic<std::uint64_t> frames_received{0}, frames_sent{0}, frames_rejected{0}, commands_sent{0},
+      commands_retried{0}, commands_deduplicated{0}, commands_applied{0}, commands_failed{0}, results_sent{0},
+      results_received{0}, send_would_block{0}, telemetry_batches{0}, telemetry_records{0},
+      telemetry_batches_dropped{0}, telemetry_records_dropped{0}, events{0}, events_dropped{0}, event_gaps{0},
+      heartbeats{0}, ranks_lost{0};
+
+  [[nodiscard]] CounterValues values() const noexcept;
+};
+
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
+
+struct RejectedFrame {
+  std::chrono::system_clock::time_point when;
+  std::string where;   // "broker cmd", "node", ...
+  std::string reason;  // what was wrong
+  std::vector<std::uint8_t> head;  // the first bytes of the frame
+  std::size_t size = 0;
+};
+
+// The last `capacity` rejected frames with their reasons. Thread-safe.
+class RejectLog {
+ public:
+  explicit RejectLog(std::size_t capacity = 64) : capacity_(capacity) {}
+  void add(std::string where, std::string reason, std::span<const std::uint8_t> frame);
+  [[nodiscard]] std::vector<RejectedFrame> recent() const;
+  [[nodiscard]] std::uint64_t total() const;
+
+ private:
+  static constexpr std::size_t kHeadBytes = 256;
+  mutable std::mutex mu_;
+  std::size_t capacity_;
+  std::uint64_t total_ = 0;
+  std::deque<RejectedFrame> frames_;
+};
+
+}  // namespace esper::fabric

@@ -1,0 +1,92 @@
+// How the fabric lays messages out on ZeroMQ sockets (docs/protocol.md, "Fabric framing").
+//
+// Pub/sub (telemetry and events), three frames:   [topic][meta][envelope]
+//   topic  "tel/<layer>" or "evt/<layer>": the subscription prefix
+//   meta   16 bytes: sequence (u64: the broker's event sequence, or the publisher's batch count)
+//          and records (u32: telemetry records in the envelope, for drop accounting), flags (u32)
+// Command channel (DEALER <-> broker ROUTER), two or more frames:  [type][envelope or payload...]
+//   'H' heartbeat (rank -> broker; the first one registers the rank and its layers)
+//   'C' command   (client -> broker -> each target rank; the same bytes)
+//   'D' dispatch  (broker -> client: [msg_id 16B][reason u8][rank i32 ...] and a reason text)
+//   'R' result    (rank -> broker -> client; the same bytes)
+//   'E' event     (rank -> broker, which stamps a sequence and publishes it)
+//   'F' failure   (broker -> client: an Event envelope holding CommandFailed, e.g. rank lost)
+//   'S' snapshot  (request: [S]; reply: [S][meta][StateSnapshot envelope])
+//   'I' info      (request: [I]; reply: [I][pub endpoint][sub endpoint])
+//   'P' ping      ([P][nonce]: the broker publishes topic "sys/ping/<nonce>", so a subscriber knows it is live)
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "fbs/envelope_generated.h"
+
+namespace esper::fabric {
+
+namespace frame {
+inline constexpr char kHeartbeat = 'H';
+inline constexpr char kCommand = 'C';
+inline constexpr char kDispatch = 'D';
+inline constexpr char kResult = 'R';
+inline constexpr char kEvent = 'E';
+inline constexpr char kFailure = 'F';
+inline constexpr char kSnapshot = 'S';
+inline constexpr char kInfo = 'I';
+inline constexpr char kPing = 'P';
+}  // namespace frame
+
+// Why a dispatch has fewer targets than asked for.
+enum class DispatchReason : std::uint8_t { Ok = 0, NoSuchRank = 1, NoRankHoldsLayer = 2, NoRanks = 3 };
+
+struct Meta {
+  std::uint64_t sequence = 0;
+  std::uint32_t records = 0;
+  std::uint32_t flags = 0;
+};
+static_assert(sizeof(Meta) == 16);
+
+inline zmq::message_t encode_meta(const Meta& m) { return zmq::message_t(&m, sizeof m); }
+inline bool decode_meta(const zmq::message_t& msg, Meta& out) {
+  if (msg.size() != sizeof(Meta)) return false;
+  std::memcpy(&out, msg.data(), sizeof out);
+  return true;
+}
+
+inline std::string telemetry_topic(std::uint32_t layer) { return "tel/" + std::to_string(layer); }
+inline std::string event_topic(std::uint32_t layer) { return "evt/" + std::to_string(layer); }
+inline constexpr std::string_view kTelemetryPrefix = "tel/";
+inline constexpr std::string_view kEventPrefix = "evt/";
+inline constexpr std::string_view kPingPrefix = "sys/ping/";
+
+inline std::span<const std::uint8_t> bytes(const zmq::message_t& m) {
+  return {static_cast<const std::uint8_t*>(m.data()), m.size()};
+}
+inline char type_of(const zmq::message_t& m) { return m.size() == 1 ? *static_cast<const char*>(m.data()) : '\0'; }
+inline zmq::message_t type_frame(char t) { return zmq::message_t(&t, 1); }
+
+// The broker's three endpoints. Clients need only `cmd`: they ask the broker for the others.
+struct Endpoints {
+  std::string cmd;  // ROUTER: commands, results, heartbeats, events, snapshots
+  std::string pub;  // XSUB: publishers connect here
+  std::string sub;  // XPUB: subscribers connect here
+};
+
+// Derives the three bind addresses from one: tcp://HOST:PORT -> cmd on PORT, pub and sub on free
+// ports; ipc://PATH and inproc://NAME -> PATH.cmd, PATH.pub, PATH.sub.
+Endpoints bind_addresses(const std::string& base);
+
+// An endpoint the broker reported (e.g. tcp://0.0.0.0:41234) made connectable from where the
+// client reached the broker (tcp://node7:5555 -> tcp://node7:41234). ipc and inproc pass through.
+std::string connectable(const std::string& reported, const std::string& cmd_endpoint_used);
+
+// Raises esper::Error naming the endpoint when a bind or connect fails (a fault: bad address, in use).
+void bind_or_throw(zmq::socket_t& s, const std::string& endpoint);
+void connect_or_throw(zmq::socket_t& s, const std::string& endpoint);
+
+}  // namespace esper::fabric

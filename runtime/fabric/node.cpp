@@ -1,0 +1,399 @@
+#include "fabric/node.hpp"
+
+#include <unistd.h>
+
+#include "core/error.hpp"
+#include "wire/builders.hpp"
+
+namespace esper::fabric {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+wire::SourceInfo source_of(const NodeOptions& o) {
+  return {o.rank, wire::Role::RANK, o.job_id, o.host, static_cast<std::uint32_t>(::getpid())};
+}
+
+std::size_t priority_index(wire::Priority p) {
+  const auto i = static_cast<std::size_t>(p);
+  return i < 4 ? i : 1;
+}
+
+}  // namespace
+
+Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
+    : options_(std::move(options)),
+      dealer_(ctx, zmq::socket_type::dealer),
+      pub_(ctx, zmq::socket_type::xpub),
+      wake_rx_(ctx, zmq::socket_type::pair),
+      wake_tx_(ctx, zmq::socket_type::pair),
+      io_encoder_(source_of(options_), options_.encode),
+      decoder_(options_.limits),
+      ids_(wire::Role::RANK, options_.rank),
+      results_to_drop_(options_.faults.drop_results),
+      app_encoder_(source_of(options_), options_.encode),
+      app_decoder_(options_.limits) {
+  dealer_.set(zmq::sockopt::linger, 500);
+  dealer_.set(zmq::sockopt::sndhwm, 100'000);
+  dealer_.set(zmq::sockopt::rcvhwm, 100'000);
+  pub_.set(zmq::sockopt::linger, 500);
+  pub_.set(zmq::sockopt::sndhwm, options_.telemetry_hwm);
+  pub_.set(zmq::sockopt::xpub_nodrop, 1);  // a full pipe is reported (and counted), not silent
+  connect_or_throw(dealer_, broker);
+
+  // Learn the publish endpoint from the broker.
+  dealer_.send(type_frame(frame::kInfo), zmq::send_flags::none);
+  zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, options_.connect_timeout) == 0) {
+    throw Error("broker at " + broker + " did not answer within " + std::to_string(options_.connect_timeout.count()) +
+                " ms (is it running, and is the address its command endpoint?)");
+  }
+  std::vector<zmq::message_t> info;
+  (void)zmq::recv_multipart(dealer_, std::back_inserter(info));
+  if (info.size() != 3 || type_of(info[0]) != frame::kInfo) {
+    throw Error("broker at " + broker + " sent an unexpected reply to the info request");
+  }
+  connect_or_throw(pub_, connectable(info[1].to_string(), broker));
+  // The broker subscribes to everything as soon as the connection is up: wait for that, so that
+  // no early batch is filtered away unseen (the slow-joiner problem).
+  zmq::pollitem_t pub_item{pub_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&pub_item, 1, options_.connect_timeout) == 0) {
+    throw Error("broker at " + broker + " did not subscribe to this rank's telemetry within " +
+                std::to_string(options_.connect_timeout.count()) + " ms");
+  }
+  zmq::message_t subscription;
+  (void)pub_.recv(subscription);
+
+  const std::string wake_address = "inproc://esper-node-wake-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  wake_rx_.bind(wake_address);
+  wake_tx_.connect(wake_address);
+  io_ = std::thread([this] { run(); });
+}
+
+Node::~Node() { stop(); }
+
+void Node::stop() noexcept {
+  if (stop_.exchange(true)) return;
+  wake();
+  if (io_.joinable()) io_.join();
+}
+
+void Node::wake() {
+  std::lock_guard lock(wake_mu_);
+  try {
+    (void)wake_tx_.send(zmq::message_t(), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // The I/O thread is gone (context terminating); nothing left to wake.
+  }
+}
+
+void Node::run() {
+  std::array<zmq::pollitem_t, 3> items{{{dealer_.handle(), 0, ZMQ_POLLIN, 0},
+                                        {wake_rx_.handle(), 0, ZMQ_POLLIN, 0},
+                                        {pub_.handle(), 0, ZMQ_POLLIN, 0}}};
+  auto next_heartbeat = Clock::now();
+  const auto check_every = std::min<std::chrono::milliseconds>(
+      std::max<std::chrono::milliseconds>(options_.telemetry_window / 4, std::chrono::milliseconds(1)),
+      std::chrono::milliseconds(50));
+  try {
+    while (!stop_.load(std::memory_order_relaxed)) {
+      auto now = Clock::now();
+      if (now >= next_heartbeat) {
+        send_heartbeat();
+        next_heartbeat = now + options_.heartbeat_interval;
+      }
+      send_telemetry(false);
+      send_outbox();
+      const auto until_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
+      zmq::poll(items.data(), items.size(),
+                std::max(std::chrono::milliseconds(0), std::min(until_heartbeat, check_every)));
+      if (items[0].revents & ZMQ_POLLIN) {
+        for (int burst = 0; burst < 256; ++burst) {
+          std::vector<zmq::message_t> parts;
+          if (!zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
+          bump(counters_.frames_received);
+          if (parts.size() == 2 && type_of(parts[0]) == frame::kCommand) {
+            on_command_frame(parts[1]);
+          } else {
+            bump(counters_.frames_rejected);
+            rejects_.add("node", "unexpected message on the command channel (" + std::to_string(parts.size()) +
+                                     " frames, type '" + parts[0].to_string() + "')",
+                         bytes(parts.back()));
+          }
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        zmq::message_t m;
+        while (wake_rx_.recv(m, zmq::recv_flags::dontwait)) {
+        }
+      }
+      if (items[2].revents & ZMQ_POLLIN) {  // (re)subscriptions after a broker reconnect
+        zmq::message_t m;
+        while (pub_.recv(m, zmq::recv_flags::dontwait)) {
+        }
+      }
+    }
+    send_telemetry(true);
+    send_outbox();
+  } catch (const zmq::error_t& e) {
+    if (e.num() != ETERM) throw;
+  }
+}
+
+void Node::on_command_frame(zmq::message_t& frame) {
+  auto msg = decoder_.decode(bytes(frame));
+  if (!msg || msg->kind() != wire::Body::Command) {
+    bump(counters_.frames_rejected);
+    rejects_.add("node", msg ? "'C' frame does not hold a Command" : msg.error().message(), bytes(frame));
+    return;
+  }
+  const auto id = *msg->envelope().msg_id();
+  const IdKey k{id.sender(), id.seq()};
+  const auto priority = priority_index(msg->envelope().priority());
+  std::vector<std::uint8_t> cached;
+  {
+    std::lock_guard lock(cmd_mu_);
+    if (auto it = seen_.find(k); it != seen_.end()) {
+      bump(counters_.commands_deduplicated);
+      if (!it->second.answered) return;  // still queued: it will be answered once
+      cached = it->second.result;
+    } else {
+      seen_.emplace(k, Seen{});
+      remember(k);
+      queue_[priority].push_back(Queued{std::move(frame), Clock::now()});
+      cmd_cv_.notify_all();
+      return;
+    }
+  }
+  std::lock_guard lock(out_mu_);
+  outbox_.emplace_back(frame::kResult, std::move(cached));
+}
+
+void Node::remember(const IdKey& id) {
+  seen_order_.push_back(id);
+  while (seen_order_.size() > options_.dedup_window) {
+    auto it = seen_.find(seen_order_.front());
+    if (it != seen_.end() && !it->second.answered) break;  // never forget a command still queued
+    if (it != seen_.end()) seen_.erase(it);
+    seen_order_.pop_front();
+  }
+}
+
+std::size_t Node::queued_commands() const {
+  std::lock_guard lock(cmd_mu_);
+  std::size_t n = 0;
+  for (const auto& q : queue_) n += q.size();
+  return n;
+}
+
+bool Node::wait_for_command(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(cmd_mu_);
+  return cmd_cv_.wait_for(lock, timeout, [this] {
+    for (const auto& q : queue_) {
+      if (!q.empty()) return true;
+    }
+    return false;
+  });
+}
+
+std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
+  std::size_t handled = 0;
+  while (handled < max) {
+    Queued q;
+    {
+      std::lock_guard lock(cmd_mu_);
+      auto it = std::find_if(queue_.rbegin(), queue_.rend(), [](const auto& d) { return !d.empty(); });
+      if (it == queue_.rend()) break;
+      q = std::move(it->front());
+      it->pop_front();
+    }
+    auto msg = app_decoder_.decode(bytes(q.frame));  // verified on arrival; this re-reads it
+    if (!msg) continue;
+    const auto* cmd = msg->body<wire::Command>();
+    const auto id = *msg->envelope().msg_id();
+    const auto start = Clock::now();
+    wire::CommandResultT result;
+    // The sender gives up timeout_ms after its send (timestamp_ns, its wall clock): past that, the
+    // command is answered TIMEOUT and not applied, so a sender's TIMEOUT is never followed by an
+    // application. Receipt time bounds it too, should the sender's clock run far ahead of ours.
+    const auto timeout = std::chrono::milliseconds(cmd->timeout_ms());
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(start - q.received);
+    const auto sent_ns = msg->envelope().timestamp_ns();
+    const bool sender_gave_up = sent_ns != 0 && wire::wall_clock_ns() >= sent_ns + static_cast<std::uint64_t>(
+                                                                                    std::chrono::nanoseconds(timeout).count());
+    if (sender_gave_up || waited >= timeout) {
+      result.status = wire::Status::TIMEOUT;
+      result.error = "expired in the rank's queue after " + std::to_string(waited.count()) + " ms (timeout " +
+                     std::to_string(cmd->timeout_ms()) + " ms); not applied";
+    } else {
+      try {
+        result = handler(IncomingCommand{*cmd, msg->envelope()});
+      } catch (const std::exception& e) {
+        result = wire::CommandResultT{};
+        result.status = wire::Status::FAILED;
+        result.error = std::string("handler threw: ") + e.what();
+      }
+      bump(counters_.commands_applied);
+    }
+    result.rank = options_.rank;
+    result.execution_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+    std::vector<std::uint8_t> frame_bytes;
+    {
+      std::lock_guard lock(out_mu_);
+      wire::Header h;
+      h.msg_id = ids_.next();
+      h.correlation_id = id;
+      h.priority = msg->envelope().priority();
+      h.timestamp_ns = wire::wall_clock_ns();
+      const auto f = app_encoder_.encode(h, result);
+      frame_bytes.assign(f.begin(), f.end());
+      outbox_.emplace_back(frame::kResult, frame_bytes);
+    }
+    {
+      std::lock_guard lock(cmd_mu_);
+      const IdKey k{id.sender(), id.seq()};
+      seen_[k] = Seen{true, std::move(frame_bytes)};
+    }
+    wake();
+    ++handled;
+  }
+  return handled;
+}
+
+void Node::emit(const wire::EventT& event) {
+  {
+    std::lock_guard lock(out_mu_);
+    wire::Header h;
+    h.msg_id = ids_.next();
+    h.partition_key = event.layer;
+    h.timestamp_ns = wire::wall_clock_ns();
+    const auto f = app_encoder_.encode(h, event);
+    outbox_.emplace_back(frame::kEvent, std::vector<std::uint8_t>(f.begin(), f.end()));
+  }
+  wake();
+}
+
+void Node::send_outbox() {
+  std::deque<std::pair<char, std::vector<std::uint8_t>>> out;
+  {
+    std::lock_guard lock(out_mu_);
+    out.swap(outbox_);
+  }
+  while (!out.empty()) {
+    auto& [type, payload] = out.front();
+    if (type == frame::kResult && results_to_drop_ > 0) {
+      --results_to_drop_;  // injected fault: this result is lost on the way
+      out.pop_front();
+      continue;
+    }
+    if (!dealer_.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      bump(counters_.send_would_block);
+      break;  // the broker is slow: keep the rest, in order, for the next turn
+    }
+    dealer_.send(zmq::message_t(payload.data(), payload.size()), zmq::send_flags::none);
+    bump(counters_.frames_sent);
+    bump(type == frame::kResult ? counters_.results_sent : counters_.events);
+    out.pop_front();
+  }
+  if (!out.empty()) {
+    std::lock_guard lock(out_mu_);
+    outbox_.insert(outbox_.begin(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  }
+}
+
+void Node::publish(std::uint32_t layer, std::span<const wire::SeedMetrics> records) {
+  bool full = false;
+  {
+    std::lock_guard lock(tel_mu_);
+    auto& b = open_[layer];
+    if (b.records.empty()) {
+      b.layer = layer;
+      b.opened = Clock::now();
+      b.window_start_ns = wire::wall_clock_ns();
+    }
+    b.records.insert(b.records.end(), records.begin(), records.end());
+    if (b.records.size() * sizeof(wire::SeedMetrics) >= options_.telemetry_batch_bytes) {
+      if (ready_.size() >= options_.telemetry_max_queued) {
+        bump(counters_.telemetry_batches_dropped);
+        bump(counters_.telemetry_records_dropped, ready_.front().records.size());
+        ready_.pop_front();
+      }
+      ready_.push_back(std::move(b));
+      open_.erase(layer);
+      full = true;
+    }
+  }
+  if (full) wake();
+}
+
+void Node::flush() {
+  {
+    std::lock_guard lock(tel_mu_);
+    for (auto& [layer, b] : open_) ready_.push_back(std::move(b));
+    open_.clear();
+  }
+  wake();
+}
+
+void Node::send_telemetry(bool everything) {
+  std::deque<Batch> batches;
+  {
+    std::lock_guard lock(tel_mu_);
+    batches.swap(ready_);
+    const auto now = Clock::now();
+    for (auto it = open_.begin(); it != open_.end();) {
+      if (everything || now - it->second.opened >= options_.telemetry_window) {
+        batches.push_back(std::move(it->second));
+        it = open_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& b : batches) {
+    const auto n = static_cast<std::uint32_t>(b.records.size());
+    const std::uint64_t seq = ++batch_seq_[b.layer];
+    wire::Header h;
+    h.msg_id = ids_.next();
+    h.partition_key = b.layer;
+    h.sequence = seq;
+    h.timestamp_ns = wire::wall_clock_ns();
+    const wire::TelemetryBatchInfo info{b.layer, options_.rank, b.window_start_ns, h.timestamp_ns,
+                                        dropped_since_last_batch_};
+    const auto f = io_encoder_.encode_telemetry(h, info, b.records);
+    const std::string topic = telemetry_topic(b.layer);
+    if (!pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      bump(counters_.telemetry_batches_dropped);
+      bump(counters_.telemetry_records_dropped, n);
+      dropped_since_last_batch_ += n;
+      continue;
+    }
+    pub_.send(encode_meta(Meta{seq, n, 0}), zmq::send_flags::sndmore);
+    pub_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+    bump(counters_.telemetry_batches);
+    bump(counters_.telemetry_records, n);
+    dropped_since_last_batch_ = 0;
+  }
+}
+
+void Node::send_heartbeat() {
+  wire::Header h;
+  h.msg_id = ids_.next();
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto uptime = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started_).count());
+  const auto f = io_encoder_.encode(
+      h, wire::heartbeat(step_.load(std::memory_order_relaxed), static_cast<std::uint32_t>(options_.heartbeat_interval.count()),
+                         uptime, static_cast<std::uint32_t>(queued_commands()),
+                         counters_.telemetry_records_dropped.load(std::memory_order_relaxed), options_.layers));
+  if (dealer_.send(type_frame(frame::kHeartbeat), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+    bump(counters_.heartbeats);
+    bump(counters_.frames_sent);
+  } else {
+    bump(counters_.send_would_block);
+  }
+}
+
+}  // namespace esper::fabric

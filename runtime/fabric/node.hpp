@@ -1,0 +1,167 @@
+// The rank side of the fabric (DESIGN.md §1-3): publishes telemetry and events, receives the
+// commands addressed to its rank, its layers or all, and answers each with a CommandResult.
+//
+// Threads: an I/O thread owns the sockets — it batches and sends telemetry, sends heartbeats at
+// a fixed interval (so a long training step never looks like a lost rank), receives commands into
+// a priority queue and sends results and events. The training thread calls publish(), emit() and,
+// at step boundaries, poll_commands(); none of them blocks on the network.
+//
+// Telemetry is batched per layer until the window (default 100 ms) or the size (64 KiB) is
+// reached, then compressed per the codec and published. It may drop under overload — a full
+// queue or a full publisher pipe — and every dropped record is counted. Events and results travel
+// on the command channel, never behind telemetry, and are not dropped.
+// Commands are deduplicated by msg_id over a bounded window: a duplicate of an answered command
+// gets the cached result, a duplicate of a queued one is ignored. A command still queued when its
+// timeout_ms has passed is answered TIMEOUT, not applied.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "fabric/counters.hpp"
+#include "fabric/framing.hpp"
+#include "wire/codec.hpp"
+#include "wire/ids.hpp"
+
+namespace esper::fabric {
+
+// Faults a test can inject.
+struct FaultInjection {
+  std::uint32_t drop_results = 0;  // the first N result frames are not sent (as if lost on the way)
+};
+
+struct NodeOptions {
+  std::int32_t rank = 0;
+  std::vector<std::uint32_t> layers;
+  std::string job_id;
+  std::string host;
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds telemetry_window{100};
+  std::size_t telemetry_batch_bytes = 64 * 1024;
+  std::size_t telemetry_max_queued = 16;    // batches waiting for the I/O thread; beyond, the oldest drops
+  int telemetry_hwm = 1000;                 // batches queued in the publisher socket
+  std::size_t dedup_window = 4096;          // commands remembered for deduplication
+  std::chrono::milliseconds connect_timeout{10'000};
+  wire::EncodeOptions encode{};
+  wire::DecodeLimits limits{};
+  FaultInjection faults{};
+};
+
+// What a command handler sees: the verified command (valid during the call) and its envelope.
+struct IncomingCommand {
+  const wire::Command& command;
+  const wire::Envelope& envelope;
+  wire::MsgId id() const { return *envelope.msg_id(); }
+};
+
+class Node {
+ public:
+  using Handler = std::function<wire::CommandResultT(const IncomingCommand&)>;
+
+  // Connects to the broker's command endpoint, learns the others from it (throws esper::Error if
+  // the broker does not answer within connect_timeout), and starts the I/O thread.
+  Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Thread-safe, never blocks on the network.
+  void publish(std::uint32_t layer, std::span<const wire::SeedMetrics> records);
+  void flush();                       // send what is batched now, without waiting for the window
+  void emit(const wire::EventT& event);
+  void set_step(std::uint64_t step) noexcept { step_.store(step, std::memory_order_relaxed); }
+
+  // Runs the handler on queued commands, highest priority first (FIFO within a priority), and
+  // sends their results. Returns how many were handled. Call from one thread at a time.
+  std::size_t poll_commands(const Handler& handler, std::size_t max = SIZE_MAX);
+  // Blocks until a command is queued or the timeout passes; true if one is queued.
+  bool wait_for_command(std::chrono::milliseconds timeout);
+  [[nodiscard]] std::size_t queued_commands() const;
+
+  void stop() noexcept;  // idempotent: flushes telemetry, stops the I/O thread
+  [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
+  [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
+  [[nodiscard]] const NodeOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Queued {
+    zmq::message_t frame;
+    std::chrono::steady_clock::time_point received;
+  };
+  struct Seen {
+    bool answered = false;
+    std::vector<std::uint8_t> result;  // the encoded result frame, once answered
+  };
+  struct IdKey {
+    std::uint64_t sender, seq;
+    bool operator==(const IdKey&) const = default;
+  };
+  struct IdHash {
+    std::size_t operator()(const IdKey& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
+  };
+  struct Batch {
+    std::uint32_t layer = 0;
+    std::vector<wire::SeedMetrics> records;
+    std::chrono::steady_clock::time_point opened;
+    std::uint64_t window_start_ns = 0;
+  };
+
+  void run();
+  void on_command_frame(zmq::message_t& frame);
+  void send_outbox();
+  void send_telemetry(bool everything);
+  void send_heartbeat();
+  void wake();
+  void remember(const IdKey& id);
+
+  NodeOptions options_;
+  Counters counters_;
+  RejectLog rejects_;
+  zmq::socket_t dealer_, pub_, wake_rx_, wake_tx_;
+  std::mutex wake_mu_;
+  std::thread io_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> step_{0};
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+
+  // I/O thread only.
+  wire::Encoder io_encoder_;
+  wire::Decoder decoder_;
+  wire::MsgIdGenerator ids_;
+  std::unordered_map<std::uint32_t, std::uint64_t> batch_seq_;  // per layer
+  std::uint64_t dropped_since_last_batch_ = 0;
+  std::uint32_t results_to_drop_;
+
+  // Telemetry batches, guarded by tel_mu_.
+  std::mutex tel_mu_;
+  std::unordered_map<std::uint32_t, Batch> open_;
+  std::deque<Batch> ready_;
+
+  // Commands, guarded by cmd_mu_.
+  mutable std::mutex cmd_mu_;
+  std::condition_variable cmd_cv_;
+  std::array<std::deque<Queued>, 4> queue_;  // by priority
+  std::unordered_map<IdKey, Seen, IdHash> seen_;
+  std::deque<IdKey> seen_order_;
+
+  // Results and events to send, guarded by out_mu_; encoded by the caller's thread.
+  std::mutex out_mu_;
+  std::deque<std::pair<char, std::vector<std::uint8_t>>> outbox_;
+  wire::Encoder app_encoder_;  // guarded by out_mu_
+  wire::Decoder app_decoder_;  // poll_commands' thread
+};
+
+}  // namespace esper::fabric

@@ -1,0 +1,87 @@
+// Shared pieces of the fabric tests: private endpoints per transport, a broker, and a rank node
+// served by its own thread.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "fabric/broker.hpp"
+#include "fabric/client.hpp"
+#include "fabric/node.hpp"
+#include "fabric/subscriber.hpp"
+#include "wire/builders.hpp"
+
+namespace esper::fabric::testing {
+
+using namespace std::chrono_literals;
+
+// A base address no other test (or test process running in parallel) uses.
+inline std::string private_endpoint(const std::string& transport) {
+  static std::atomic<int> counter{0};
+  const std::string tag = std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  if (transport == "inproc") return "inproc://esper-test-" + tag;
+  if (transport == "ipc") return "ipc://" + (std::filesystem::temp_directory_path() / ("esper-test-" + tag)).string();
+  return "tcp://127.0.0.1:0";
+}
+
+inline BrokerOptions broker_options(const std::string& transport) {
+  BrokerOptions o;
+  o.bind = private_endpoint(transport);
+  return o;
+}
+
+inline NodeOptions node_options(std::int32_t rank, std::vector<std::uint32_t> layers = {0}) {
+  NodeOptions o;
+  o.rank = rank;
+  o.layers = std::move(layers);
+  o.heartbeat_interval = 50ms;
+  o.telemetry_window = 20ms;
+  return o;
+}
+
+// Waits until the broker has seen a heartbeat from every rank in `ranks`.
+inline bool wait_for_ranks(const Broker& b, std::size_t n, std::chrono::milliseconds timeout = 5s) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (b.live_ranks().size() >= n) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+// A node whose commands are handled by a thread of its own.
+class ServedNode {
+ public:
+  using Handler = Node::Handler;
+  ServedNode(zmq::context_t& ctx, const std::string& broker, NodeOptions o, Handler handler)
+      : node_(ctx, broker, std::move(o)), handler_(std::move(handler)), thread_([this] {
+          while (!stop_) {
+            if (node_.wait_for_command(10ms)) node_.poll_commands(handler_);
+          }
+        }) {}
+  ~ServedNode() {
+    stop_ = true;
+    thread_.join();
+  }
+  Node& node() { return node_; }
+
+ private:
+  Node node_;
+  Handler handler_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+inline Node::Handler ok_handler(std::int32_t rank, std::atomic<int>* applied = nullptr) {
+  return [rank, applied](const IncomingCommand&) {
+    if (applied) ++*applied;
+    return wire::command_result(wire::Status::OK, rank);
+  };
+}
+
+}  // namespace esper::fabric::testing
