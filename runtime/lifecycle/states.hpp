@@ -1,0 +1,101 @@
+// The eleven seed states, the transition table and what each state computes (docs/lifecycle.md).
+// Everything here is constexpr so that the seed-layer kernels can use it without linking the
+// lifecycle library.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string_view>
+
+#include "fbs/common_generated.h"
+
+namespace esper::lifecycle {
+
+// One definition of the states: the wire enum (DORMANT = 0 .. ROLLED_BACK = 10).
+using State = wire::SeedState;
+
+inline constexpr std::size_t kStateCount = 11;
+
+inline constexpr std::array<State, kStateCount> kAllStates = {
+    State::DORMANT,     State::GERMINATED, State::TRAINING, State::GRAFTING,  State::STABILIZATION, State::EVALUATING,
+    State::FINE_TUNING, State::FOSSILIZED, State::CULLED,   State::CANCELLED, State::ROLLED_BACK};
+
+[[nodiscard]] constexpr std::size_t index_of(State s) noexcept { return static_cast<std::size_t>(s); }
+
+// False for a value that arrived from the wire outside DORMANT..ROLLED_BACK.
+[[nodiscard]] constexpr bool is_valid(State s) noexcept { return index_of(s) < kStateCount; }
+
+// FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK.
+[[nodiscard]] constexpr bool is_terminal(State s) noexcept {
+  return s == State::FOSSILIZED || s == State::CULLED || s == State::CANCELLED || s == State::ROLLED_BACK;
+}
+
+// "DORMANT", ...; "UNKNOWN" for an invalid value.
+[[nodiscard]] constexpr std::string_view name(State s) noexcept {
+  constexpr std::array<std::string_view, kStateCount> names = {
+      "DORMANT",     "GERMINATED", "TRAINING", "GRAFTING",  "STABILIZATION", "EVALUATING",
+      "FINE_TUNING", "FOSSILIZED", "CULLED",   "CANCELLED", "ROLLED_BACK"};
+  return is_valid(s) ? names[index_of(s)] : std::string_view("UNKNOWN");
+}
+
+namespace detail {
+constexpr std::uint16_t bit(State s) noexcept { return static_cast<std::uint16_t>(1U << index_of(s)); }
+constexpr std::uint16_t bits(std::initializer_list<State> states) noexcept {
+  std::uint16_t mask = 0;
+  for (const State s : states) mask = static_cast<std::uint16_t>(mask | bit(s));
+  return mask;
+}
+// Row = from, bit = to. DESIGN.md §4.
+inline constexpr std::array<std::uint16_t, kStateCount> kTable = {
+    bits({State::GERMINATED}),                                      // DORMANT
+    bits({State::TRAINING, State::CANCELLED}),                      // GERMINATED
+    bits({State::GRAFTING, State::CULLED, State::CANCELLED}),       // TRAINING
+    bits({State::STABILIZATION, State::ROLLED_BACK}),               // GRAFTING
+    bits({State::EVALUATING, State::ROLLED_BACK}),                  // STABILIZATION
+    bits({State::FINE_TUNING, State::CULLED, State::ROLLED_BACK}),  // EVALUATING
+    bits({State::FOSSILIZED, State::CULLED, State::ROLLED_BACK}),   // FINE_TUNING
+    0,                                                              // FOSSILIZED: forever
+    bits({State::DORMANT}),                                         // CULLED: reset
+    bits({State::DORMANT}),                                         // CANCELLED: reset
+    bits({State::DORMANT}),                                         // ROLLED_BACK: reset
+};
+}  // namespace detail
+
+// True when the table allows from -> to. Never true for from == to or an invalid state.
+[[nodiscard]] constexpr bool is_transition(State from, State to) noexcept {
+  return is_valid(from) && is_valid(to) && (detail::kTable[index_of(from)] & detail::bit(to)) != 0;
+}
+
+// The reset CULLED|CANCELLED|ROLLED_BACK -> DORMANT, which frees the slot for a new blueprint.
+[[nodiscard]] constexpr bool is_reset(State from, State to) noexcept {
+  return to == State::DORMANT && is_transition(from, to);
+}
+
+// --- per-state computation (DESIGN.md §5), for the seed-layer kernels.
+
+// f_c is computed in the forward pass: TRAINING (in the shadow), GRAFTING, STABILIZATION,
+// EVALUATING, FINE_TUNING, FOSSILIZED. Otherwise the chunk output is the base output.
+[[nodiscard]] constexpr bool is_evaluated(State s) noexcept {
+  return index_of(s) >= index_of(State::TRAINING) && index_of(s) <= index_of(State::FOSSILIZED);
+}
+
+// f_c's parameters are updated by the optimizer: TRAINING, GRAFTING, FINE_TUNING.
+[[nodiscard]] constexpr bool trains(State s) noexcept {
+  return s == State::TRAINING || s == State::GRAFTING || s == State::FINE_TUNING;
+}
+
+// TRAINING: the output is the base's (α = 0, bit-identical) while f_c trains on the chunk's
+// upstream gradient as if it were blended in at α = 1; its shadow loss is the chunk loss at α = 1.
+[[nodiscard]] constexpr bool trains_in_shadow(State s) noexcept { return s == State::TRAINING; }
+
+// The α that blends f_c into the chunk output o_c = y_c + α f_c(x): 0 before and after a seed's
+// life (DORMANT, GERMINATED, TRAINING, CULLED, CANCELLED, ROLLED_BACK), the grafting ramp in
+// GRAFTING, 1 in STABILIZATION, EVALUATING, FINE_TUNING and FOSSILIZED.
+[[nodiscard]] constexpr float state_alpha(State s, float grafting_alpha) noexcept {
+  if (s == State::GRAFTING) return grafting_alpha;
+  return index_of(s) >= index_of(State::STABILIZATION) && index_of(s) <= index_of(State::FOSSILIZED) ? 1.0F : 0.0F;
+}
+
+}  // namespace esper::lifecycle
