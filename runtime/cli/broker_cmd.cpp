@@ -1,0 +1,63 @@
+// esper broker: a standalone broker. Prints its endpoints, then a line of counters every
+// --stats-every seconds; stops cleanly on SIGINT/SIGTERM with a final line.
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "commands.hpp"
+#include "fabric/broker.hpp"
+#include "signals.hpp"
+
+namespace esper::cli {
+namespace {
+
+void log_counters(const char* what, const fabric::Broker& b) {
+  const auto c = b.counters();
+  spdlog::info("{}: ranks={} telemetry batches={} records={} dropped={} events={} commands={} results={} "
+               "rejected={} ranks_lost={}",
+               what, b.live_ranks().size(), c.telemetry_batches, c.telemetry_records, c.telemetry_records_dropped,
+               c.events, c.commands_sent, c.results_received, c.frames_rejected, c.ranks_lost);
+}
+
+}  // namespace
+
+Run add_broker(CLI::App& app) {
+  auto opts = std::make_shared<fabric::BrokerOptions>();
+  auto stats_every = std::make_shared<double>(10.0);
+  app.add_option("--bind", opts->bind,
+                 "base endpoint: tcp://HOST:PORT (port 0 picks one), ipc://PATH or inproc://NAME")
+      ->capture_default_str();
+  app.add_option("--pub-hwm", opts->pub_hwm, "messages queued per publisher and subscriber")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lost-after", opts->lost_after, "heartbeat intervals without a heartbeat before a rank is lost")
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
+  app.add_option("--stats-every", *stats_every, "seconds between counter lines (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  return [opts, stats_every] {
+    install_stop_handlers();
+    zmq::context_t ctx;
+    fabric::Broker broker(ctx, *opts);
+    const auto& e = broker.endpoints();
+    // One machine-readable line first: scripts and tests read the endpoints from it.
+    std::printf("endpoints cmd=%s pub=%s sub=%s\n", e.cmd.c_str(), e.pub.c_str(), e.sub.c_str());
+    std::fflush(stdout);
+    spdlog::info("broker up: clients and ranks connect to {}", e.cmd);
+    auto next_stats = std::chrono::steady_clock::now() + std::chrono::duration<double>(*stats_every);
+    while (!stop_requested()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (*stats_every > 0 && std::chrono::steady_clock::now() >= next_stats) {
+        log_counters("stats", broker);
+        next_stats += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(*stats_every));
+      }
+    }
+    broker.stop();
+    log_counters("stopped", broker);
+    return 0;
+  };
+}
+
+}  // namespace esper::cli

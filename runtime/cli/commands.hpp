@@ -1,0 +1,17 @@
+// The subcommands of `esper`. Each registers its options on the app and returns the function that
+// runs it (returning the process exit code).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace esper::cli {
+
+using Run = std::function<int()>;
+
+Run add_broker(CLI::App& app);
+Run add_ctl(CLI::App& app);
+Run add_watch(CLI::App& app);
+
+}  // namespace esper::cli

@@ -1,0 +1,71 @@
+// The `esper` executable as a user runs it: a standalone broker process, `esper ctl send` and
+// `esper watch` against it, clear errors for bad arguments, clean shutdown on SIGTERM.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <csignal>
+
+#include "support/process.hpp"
+
+namespace esper {
+namespace {
+
+using esper::testing::ChildProcess;
+using namespace std::chrono_literals;
+
+std::string endpoint_of(const std::string& line, const std::string& key) {
+  const auto at = line.find(key + "=");
+  return line.substr(at + key.size() + 1, line.find(' ', at) - at - key.size() - 1);
+}
+
+int exit_code(const std::optional<int>& status) {
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+TEST(Cli, BrokerCtlAndWatchWorkTogetherAndStopCleanly) {
+  ChildProcess broker({ESPER_CLI, "broker", "--bind", "tcp://127.0.0.1:0", "--stats-every", "0"});
+  const auto line = broker.read_line_starting("endpoints", 10s);
+  ASSERT_TRUE(line) << broker.output();
+  const std::string cmd = endpoint_of(*line, "cmd");
+  ASSERT_EQ(cmd.rfind("tcp://127.0.0.1:", 0), 0u) << *line;
+
+  ChildProcess watch({ESPER_CLI, "watch", "--broker", cmd, "--topic", "evt/", "--count", "1"});
+  ASSERT_TRUE(watch.read_line_starting("watching", 10s));
+  ChildProcess rank({ESPER_FABRIC_PEER, "rank", "--broker", cmd, "--rank", "5", "--heartbeat-ms", "100"});
+  ASSERT_TRUE(rank.read_line_starting("ready", 10s));
+  // The broker announces the rank; `watch` prints that event and exits after --count 1.
+  EXPECT_EQ(exit_code(watch.wait(10s)), 0);
+  EXPECT_NE(watch.output().find("rank 5 joined"), std::string::npos) << watch.output();
+
+  ChildProcess ctl({ESPER_CLI, "ctl", "send", "--broker", cmd, "--target", "rank:5", "transition", "--layer", "0",
+                    "--seeds", "1,3-4", "--to", "germinated"});
+  EXPECT_EQ(exit_code(ctl.wait(10s)), 0) << ctl.output();
+  EXPECT_NE(ctl.output().find("rank 5: OK"), std::string::npos) << ctl.output();
+  EXPECT_NE(ctl.output().find("outcome: all ok"), std::string::npos) << ctl.output();
+
+  ChildProcess unknown({ESPER_CLI, "ctl", "send", "--broker", cmd, "--target", "rank:9", "shutdown"});
+  EXPECT_EQ(exit_code(unknown.wait(10s)), 1) << unknown.output();
+  EXPECT_NE(unknown.output().find("RANK_LOST"), std::string::npos) << unknown.output();
+
+  broker.signal(SIGTERM);
+  EXPECT_EQ(exit_code(broker.wait(5s)), 0) << broker.output();
+  EXPECT_NE(broker.output().find("stopped"), std::string::npos) << broker.output();
+}
+
+TEST(Cli, BadArgumentsFailWithAMessageThatSaysWhatToFix) {
+  ChildProcess bad_target({ESPER_CLI, "ctl", "send", "--broker", "tcp://127.0.0.1:1", "--target", "rnk:1", "shutdown"});
+  EXPECT_NE(exit_code(bad_target.wait(10s)), 0);
+  EXPECT_NE(bad_target.output().find("use all, rank:N or layer:L"), std::string::npos) << bad_target.output();
+
+  ChildProcess bad_state({ESPER_CLI, "ctl", "send", "--broker", "tcp://127.0.0.1:1", "transition", "--layer", "0",
+                          "--to", "ASLEEP"});
+  EXPECT_NE(exit_code(bad_state.wait(10s)), 0);
+  EXPECT_NE(bad_state.output().find("GERMINATED"), std::string::npos) << bad_state.output();
+
+  ChildProcess bad_bind({ESPER_CLI, "broker", "--bind", "udp://x"});
+  EXPECT_EQ(exit_code(bad_bind.wait(10s)), 1);
+  EXPECT_NE(bad_bind.output().find("tcp, ipc, inproc"), std::string::npos) << bad_bind.output();
+}
+
+}  // namespace
+}  // namespace esper
