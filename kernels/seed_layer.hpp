@@ -1,6 +1,6 @@
 // Seed layers (DESIGN.md §5): a base linear layer y = W x + b whose output features are split into
 // C chunks, each with a seed f_c blended in as o_c = y_c + α_c f_c(x). One interface, two backends:
-// the CPU reference (the test oracle) and CUDA kernels. docs: kernels/README.md.
+// the CPU reference (the test oracle) and CUDA kernels. docs: docs/seed-layers.md.
 //
 // Layouts (row-major, fp32): x batch×in, out/target/grad_out batch×out, grad_x batch×in,
 // W out×in, b out, A C×r×in (seed c's A_c is r×in), B out×r (rows of chunk c form B_c, n_c×r).
@@ -129,6 +129,9 @@ class SeedLayer {
   virtual void read(Tensor tensor, std::span<float> values) const = 0;
   virtual void write(Tensor tensor, std::span<const float> values) = 0;
   virtual void read_gradient(Tensor tensor, std::span<float> values) const = 0;
+  // The gradient of the last backward, in the backend's own memory (host for Cpu, device for Cuda),
+  // for collectives to reduce in place between backward() and step() (data-parallel replicas).
+  virtual std::span<float> gradient_buffer(Tensor tensor) = 0;
 
   // 64-bit digest of states, alphas, parameters, optimizer moments and step counts, for replica
   // checks. Equal content gives equal digests on either backend.

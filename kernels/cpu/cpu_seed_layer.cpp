@@ -41,6 +41,10 @@ class CpuSeedLayer final : public SeedLayer {
   void read(Tensor tensor, std::span<float> values) const override;
   void write(Tensor tensor, std::span<const float> values) override;
   void read_gradient(Tensor tensor, std::span<float> values) const override;
+  std::span<float> gradient_buffer(Tensor tensor) override {
+    auto& g = const_cast<std::vector<float>&>(gradient(tensor));  // NOLINT: our own member
+    return {g.data(), g.size()};
+  }
   std::uint64_t digest() const override;
 
  protected:

@@ -77,6 +77,10 @@ class CudaSeedLayer final : public SeedLayer {
   void read(Tensor tensor, std::span<float> values) const override;
   void write(Tensor tensor, std::span<const float> values) override;
   void read_gradient(Tensor tensor, std::span<float> values) const override;
+  std::span<float> gradient_buffer(Tensor tensor) override {
+    const auto& g = gradient(tensor);
+    return {g.data(), g.size()};
+  }
   std::uint64_t digest() const override;
 
   EpilogueTiming time_epilogue(int iterations);

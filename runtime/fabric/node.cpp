@@ -196,9 +196,28 @@ bool Node::wait_for_command(std::chrono::milliseconds timeout) {
   });
 }
 
-std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
-  std::size_t handled = 0;
-  while (handled < max) {
+bool TakenCommand::expired() const {
+  // The sender gives up timeout_ms after its send (timestamp_ns, its wall clock): past that, the
+  // command is answered TIMEOUT and not applied, so a sender's TIMEOUT is never followed by an
+  // application. Receipt time bounds it too, should the sender's clock run far ahead of ours.
+  const auto timeout = std::chrono::milliseconds(command().timeout_ms());
+  const auto sent_ns = envelope().timestamp_ns();
+  const auto timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count());
+  return (sent_ns != 0 && wire::wall_clock_ns() >= sent_ns + timeout_ns) || Clock::now() - received >= timeout;
+}
+
+wire::CommandResultT Node::expired_result(const TakenCommand& c) {
+  wire::CommandResultT r;
+  r.status = wire::Status::TIMEOUT;
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c.received).count();
+  r.error = "expired after " + std::to_string(waited) + " ms at the rank (timeout " +
+            std::to_string(c.command().timeout_ms()) + " ms); not applied";
+  return r;
+}
+
+std::vector<TakenCommand> Node::take_commands(std::size_t max) {
+  std::vector<TakenCommand> out;
+  while (out.size() < max) {
     Queued q;
     {
       std::lock_guard lock(cmd_mu_);
@@ -207,27 +226,45 @@ std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
       q = std::move(it->front());
       it->pop_front();
     }
-    auto msg = app_decoder_.decode(bytes(q.frame));  // verified on arrival; this re-reads it
+    auto frame = std::make_unique<zmq::message_t>(std::move(q.frame));
+    auto msg = app_decoder_.decode(bytes(*frame));  // verified on arrival; this re-reads it
     if (!msg) continue;
-    const auto* cmd = msg->body<wire::Command>();
-    const auto id = *msg->envelope().msg_id();
+    out.push_back(TakenCommand{std::move(frame), std::move(*msg), q.received});
+  }
+  return out;
+}
+
+void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
+  result.rank = options_.rank;
+  std::vector<std::uint8_t> frame_bytes;
+  {
+    std::lock_guard lock(out_mu_);
+    wire::Header h;
+    h.msg_id = ids_.next();
+    h.correlation_id = id;
+    h.priority = priority;
+    h.timestamp_ns = wire::wall_clock_ns();
+    const auto f = app_encoder_.encode(h, result);
+    frame_bytes.assign(f.begin(), f.end());
+    outbox_.emplace_back(frame::kResult, frame_bytes);
+  }
+  {
+    std::lock_guard lock(cmd_mu_);
+    seen_[IdKey{id.sender(), id.seq()}] = Seen{true, std::move(frame_bytes)};
+  }
+  wake();
+}
+
+std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
+  auto taken = take_commands(max);
+  for (auto& c : taken) {
     const auto start = Clock::now();
     wire::CommandResultT result;
-    // The sender gives up timeout_ms after its send (timestamp_ns, its wall clock): past that, the
-    // command is answered TIMEOUT and not applied, so a sender's TIMEOUT is never followed by an
-    // application. Receipt time bounds it too, should the sender's clock run far ahead of ours.
-    const auto timeout = std::chrono::milliseconds(cmd->timeout_ms());
-    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(start - q.received);
-    const auto sent_ns = msg->envelope().timestamp_ns();
-    const bool sender_gave_up = sent_ns != 0 && wire::wall_clock_ns() >= sent_ns + static_cast<std::uint64_t>(
-                                                                                    std::chrono::nanoseconds(timeout).count());
-    if (sender_gave_up || waited >= timeout) {
-      result.status = wire::Status::TIMEOUT;
-      result.error = "expired in the rank's queue after " + std::to_string(waited.count()) + " ms (timeout " +
-                     std::to_string(cmd->timeout_ms()) + " ms); not applied";
+    if (c.expired()) {
+      result = expired_result(c);
     } else {
       try {
-        result = handler(IncomingCommand{*cmd, msg->envelope()});
+        result = handler(IncomingCommand{c.command(), c.envelope()});
       } catch (const std::exception& e) {
         result = wire::CommandResultT{};
         result.status = wire::Status::FAILED;
@@ -235,30 +272,11 @@ std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
       }
       bump(counters_.commands_applied);
     }
-    result.rank = options_.rank;
     result.execution_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    std::vector<std::uint8_t> frame_bytes;
-    {
-      std::lock_guard lock(out_mu_);
-      wire::Header h;
-      h.msg_id = ids_.next();
-      h.correlation_id = id;
-      h.priority = msg->envelope().priority();
-      h.timestamp_ns = wire::wall_clock_ns();
-      const auto f = app_encoder_.encode(h, result);
-      frame_bytes.assign(f.begin(), f.end());
-      outbox_.emplace_back(frame::kResult, frame_bytes);
-    }
-    {
-      std::lock_guard lock(cmd_mu_);
-      const IdKey k{id.sender(), id.seq()};
-      seen_[k] = Seen{true, std::move(frame_bytes)};
-    }
-    wake();
-    ++handled;
+    answer(c.id(), c.envelope().priority(), std::move(result));
   }
-  return handled;
+  return taken.size();
 }
 
 void Node::emit(const wire::EventT& event) {

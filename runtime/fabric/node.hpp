@@ -67,6 +67,19 @@ struct IncomingCommand {
   wire::MsgId id() const { return *envelope.msg_id(); }
 };
 
+// A command taken from the queue to be answered later (see Node::take_commands).
+struct TakenCommand {
+  std::unique_ptr<zmq::message_t> frame;
+  wire::Message message;  // verified; points into frame
+  std::chrono::steady_clock::time_point received;
+
+  [[nodiscard]] const wire::Command& command() const { return *message.body<wire::Command>(); }
+  [[nodiscard]] const wire::Envelope& envelope() const { return message.envelope(); }
+  [[nodiscard]] wire::MsgId id() const { return *message.envelope().msg_id(); }
+  // True when the sender has given up on it: it must be answered TIMEOUT, not applied (see above).
+  [[nodiscard]] bool expired() const;
+};
+
 class Node {
  public:
   using Handler = std::function<wire::CommandResultT(const IncomingCommand&)>;
@@ -89,6 +102,12 @@ class Node {
   std::size_t poll_commands(const Handler& handler, std::size_t max = SIZE_MAX);
   // Blocks until a command is queued or the timeout passes; true if one is queued.
   bool wait_for_command(std::chrono::milliseconds timeout);
+  // The lower-level pair under poll_commands(), for callers that answer later (e.g. after the
+  // replicas agreed to apply a command): take queued commands in priority order, answer each
+  // exactly once. An expired command should be answered with expired_result().
+  std::vector<TakenCommand> take_commands(std::size_t max = SIZE_MAX);
+  void answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
+  [[nodiscard]] static wire::CommandResultT expired_result(const TakenCommand& c);
   [[nodiscard]] std::size_t queued_commands() const;
 
   void stop() noexcept;  // idempotent: flushes telemetry, stops the I/O thread
