@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "examples/morphogenesis/morphogenesis.hpp"
+#include "morphogenesis/morphogenesis.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // Morphogenesis works (docs/lifecycle.md, "Morphogenesis in numbers"): seeds grown through the
 // lifecycle lower a frozen base layer's loss on a teacher task, a seed in TRAINING leaves the layer's
 // output bit-identical to the base, and the whole run is deterministic.
-#include "examples/morphogenesis/morphogenesis.hpp"
+#include "morphogenesis/morphogenesis.hpp"
 
 #include <gtest/gtest.h>
 

@@ -20,7 +20,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -38,6 +40,7 @@ struct Config {
   int batch = 64;
   int held_out = 2048;  // held-out samples for held_out_loss()
   std::uint64_t seed = 1;
+  std::uint64_t data_stream = 0;  // replicas draw different training batches from the same teacher
 
   // Teacher. Per output, W* x has variance ≈ 1; the residual ≈ residual_scale²; the base's own error
   // ≈ base_noise²; the label noise label_noise².
@@ -64,6 +67,17 @@ struct Config {
   std::uint32_t stability_window = 20;
 
   lifecycle::LifecycleConfig lifecycle;  // defaults: DESIGN §4 minimums and guards
+
+  // true: the driver advances seeds itself (the schedule above); false: only transition() does.
+  bool auto_advance = true;
+};
+
+// How data-parallel replicas stay identical: gradients are averaged between backward and the
+// optimizer step, and the per-chunk losses the guards read are averaged before smoothing. Both
+// are collectives, so every replica must step together.
+struct Replication {
+  std::function<void(kernels::SeedLayer&)> reduce_gradients;
+  std::function<void(std::span<double>)> reduce_losses;  // mean over replicas, in place
 };
 
 // Deterministic Gaussian stream (splitmix64 + Box–Muller).
@@ -126,7 +140,12 @@ struct Summary {
 class Driver {
  public:
   // Throws esper::Error on an invalid config.
-  explicit Driver(const Config& config);
+  explicit Driver(const Config& config, Replication replication = {});
+
+  // Applies a transition to the selected seeds now (at a step boundary), with the current metrics;
+  // a seed reset to DORMANT gets fresh parameters. The report has one outcome per selected seed.
+  lifecycle::TransitionReport transition(const lifecycle::Selection& selection, lifecycle::State to,
+                                         const std::string& reason, bool force);
 
   StepReport step();
   // Steps until config().steps; calls `progress` after each step when given.
@@ -163,6 +182,7 @@ class Driver {
   double mse(kernels::SeedLayer& layer);
 
   Config config_;
+  Replication replication_;
   Teacher teacher_;
   Rng rng_;
   std::unique_ptr<kernels::SeedLayer> layer_;

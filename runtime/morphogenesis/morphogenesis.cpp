@@ -1,5 +1,5 @@
 // The morphogenesis driver: teacher, frozen base, lifecycle-driven seeds (morphogenesis.hpp).
-#include "examples/morphogenesis/morphogenesis.hpp"
+#include "morphogenesis/morphogenesis.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -130,10 +130,12 @@ void Teacher::sample(Rng& rng, int batch, std::span<float> x, std::span<float> t
   }
 }
 
-Driver::Driver(const Config& config)
+Driver::Driver(const Config& config, Replication replication)
     : config_((check_config(config), config)),
+      replication_(std::move(replication)),
       teacher_(config_),
-      rng_(stream_seed(config_.seed, kTraining)),
+      rng_(config_.data_stream == 0 ? stream_seed(config_.seed, kTraining)
+                                    : stream_seed(config_.seed, kTraining) ^ splitmix64(config_.data_stream)),
       layer_(make_layer(config_)),
       base_(make_layer(config_)),
       population_(static_cast<std::uint32_t>(config_.chunks), config_.lifecycle),
@@ -204,9 +206,20 @@ StepReport Driver::step() {
     grad_[i] = scale * ((in_shadow ? shadow_out_[i] : out_[i]) - target_[i]);
   }
   layer_->backward(grad_, {});
+  if (replication_.reduce_gradients) replication_.reduce_gradients(*layer_);
   layer_->step();
 
-  const auto telemetry = layer_->telemetry();
+  auto telemetry = layer_->telemetry();
+  if (replication_.reduce_losses) {
+    std::vector<double> losses;
+    for (const auto& t : telemetry) losses.insert(losses.end(), {t.loss, t.loss_without_seed, t.shadow_loss});
+    replication_.reduce_losses(losses);
+    for (std::size_t c = 0; c < telemetry.size(); ++c) {
+      telemetry[c].loss = losses[3 * c];
+      telemetry[c].loss_without_seed = losses[3 * c + 1];
+      telemetry[c].shadow_loss = losses[3 * c + 2];
+    }
+  }
   StepReport report;
   for (const auto& t : telemetry) {
     report.loss += t.loss;
@@ -215,7 +228,7 @@ StepReport Driver::step() {
   update_metrics(telemetry);
   population_.tick(metrics_);
 
-  for (std::uint32_t id = 0; id < population_.size(); ++id) {
+  for (std::uint32_t id = 0; config_.auto_advance && id < population_.size(); ++id) {
     report.transitions += advance_seed(id, report.rejections);
   }
   sync_layer();
@@ -276,6 +289,21 @@ void Driver::update_metrics(const std::vector<kernels::ChunkTelemetry>& telemetr
     m.weight_drift = norm > 0.0 ? std::sqrt(diff / norm) : 0.0;
   }
   window_head_ = (window_head_ + 1) % w;
+}
+
+lifecycle::TransitionReport Driver::transition(const lifecycle::Selection& selection, State to,
+                                               const std::string& reason, bool force) {
+  auto report = population_.transition(selection, to, reason, force, metrics_);
+  for (const auto& o : report.outcomes) {
+    if (o.applied()) {
+      ++transitions_;
+      if (to == State::DORMANT) layer_->reset_seed(static_cast<int>(o.seed));
+    } else {
+      ++rejections_[static_cast<std::size_t>(o.rejection->rule)];
+    }
+  }
+  sync_layer();
+  return report;
 }
 
 bool Driver::try_transition(std::uint32_t id, State to, const char* reason, std::uint32_t& rejected) {
