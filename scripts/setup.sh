@@ -11,7 +11,7 @@ packages=(
   libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server
-  libcli11-dev libspdlog-dev libfmt-dev
+  libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   gcovr
 )
 

@@ -6,7 +6,7 @@
 
 #include "commands.hpp"
 #include "fabric/broker.hpp"
-#include "signals.hpp"
+#include "core/signals.hpp"
 
 namespace esper::cli {
 namespace {

@@ -19,11 +19,17 @@ int main(int argc, char** argv) {
   runs[ctl] = esper::cli::add_ctl(*ctl);
   auto* watch = app.add_subcommand("watch", "print telemetry and events from a broker");
   runs[watch] = esper::cli::add_watch(*watch);
+#ifdef ESPER_HAVE_MPI
+  auto* run = app.add_subcommand("run", "the rank program: train seed layers as one rank of an MPI job");
+  runs[run] = esper::cli::add_run(*run, argc, argv);
+#endif
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%H:%M:%S.%e %^%l%$ %v");
   try {
     for (auto* sub : app.get_subcommands()) return runs.at(sub)();
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
   } catch (const esper::Error& e) {
     spdlog::error("{}", e.what());
     return 1;

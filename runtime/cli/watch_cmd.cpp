@@ -4,7 +4,7 @@
 
 #include "commands.hpp"
 #include "fabric/subscriber.hpp"
-#include "signals.hpp"
+#include "core/signals.hpp"
 
 namespace esper::cli {
 namespace {

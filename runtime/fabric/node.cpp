@@ -150,6 +150,19 @@ void Node::on_command_frame(zmq::message_t& frame) {
   const auto id = *msg->envelope().msg_id();
   const IdKey k{id.sender(), id.seq()};
   const auto priority = priority_index(msg->envelope().priority());
+  if (closed_.load(std::memory_order_acquire)) {
+    bool answered = false;
+    {
+      std::lock_guard lock(cmd_mu_);
+      if (auto it = seen_.find(k); it != seen_.end() && it->second.answered) {
+        answered = true;
+        std::lock_guard out_lock(out_mu_);
+        outbox_.emplace_back(frame::kResult, it->second.result);
+      }
+    }
+    if (!answered) answer(id, msg->envelope().priority(), wire::command_result(wire::Status::REJECTED, options_.rank, closed_reason_));
+    return;
+  }
   std::vector<std::uint8_t> cached;
   {
     std::lock_guard lock(cmd_mu_);
@@ -213,6 +226,14 @@ wire::CommandResultT Node::expired_result(const TakenCommand& c) {
   r.error = "expired after " + std::to_string(waited) + " ms at the rank (timeout " +
             std::to_string(c.command().timeout_ms()) + " ms); not applied";
   return r;
+}
+
+void Node::close_commands(const std::string& reason) {
+  closed_reason_ = reason;
+  closed_.store(true, std::memory_order_release);
+  for (auto& c : take_commands()) {
+    answer(c.id(), c.envelope().priority(), wire::command_result(wire::Status::REJECTED, options_.rank, reason));
+  }
 }
 
 std::vector<TakenCommand> Node::take_commands(std::size_t max) {

@@ -108,6 +108,9 @@ class Node {
   std::vector<TakenCommand> take_commands(std::size_t max = SIZE_MAX);
   void answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
   [[nodiscard]] static wire::CommandResultT expired_result(const TakenCommand& c);
+  // From now on every command — queued or arriving — is answered REJECTED with `reason` and not
+  // applied (e.g. the job has ended), so that no sender waits for a rank that will not apply it.
+  void close_commands(const std::string& reason);
   [[nodiscard]] std::size_t queued_commands() const;
 
   void stop() noexcept;  // idempotent: flushes telemetry, stops the I/O thread
@@ -153,6 +156,8 @@ class Node {
   std::mutex wake_mu_;
   std::thread io_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> closed_{false};
+  std::string closed_reason_;  // written once before closed_ is set
   std::atomic<std::uint64_t> step_{0};
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 

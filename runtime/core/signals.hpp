@@ -2,9 +2,9 @@
 // (stop_requested() turns true); a second one exits at once.
 #pragma once
 
-namespace esper::cli {
+namespace esper {
 
 void install_stop_handlers();
 [[nodiscard]] bool stop_requested() noexcept;
 
-}  // namespace esper::cli
+}  // namespace esper

@@ -1,9 +1,9 @@
-#include "signals.hpp"
+#include "core/signals.hpp"
 
 #include <csignal>
 #include <cstdlib>
 
-namespace esper::cli {
+namespace esper {
 namespace {
 
 volatile std::sig_atomic_t g_stops = 0;
@@ -25,4 +25,4 @@ void install_stop_handlers() {
 
 bool stop_requested() noexcept { return g_stops > 0; }
 
-}  // namespace esper::cli
+}  // namespace esper

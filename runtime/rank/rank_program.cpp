@@ -1,0 +1,405 @@
+#include "rank/rank_program.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "core/signals.hpp"
+#include "fabric/broker.hpp"
+#include "fabric/client.hpp"
+#include "fabric/node.hpp"
+#include "lifecycle/wire_convert.hpp"
+#include "mpi/collectives.hpp"
+#include "rank/step_commands.hpp"
+#include "wire/builders.hpp"
+
+namespace esper::rank {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+using lifecycle::State;
+
+constexpr State kAdvanceCycle[] = {State::GERMINATED,    State::TRAINING,   State::GRAFTING,  State::STABILIZATION,
+                                   State::EVALUATING,    State::FINE_TUNING, State::FOSSILIZED};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+std::string state_counts(const std::array<std::uint32_t, lifecycle::kStateCount>& counts) {
+  std::string out;
+  for (std::size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] == 0) continue;
+    out += (out.empty() ? "" : " ") + std::string(wire::EnumNamesSeedState()[s]) + "=" + std::to_string(counts[s]);
+  }
+  return out;
+}
+
+// Rank 0's stand-in for the controller: commands on a fixed schedule, sent through the fabric.
+class Schedule {
+ public:
+  Schedule(zmq::context_t& ctx, const std::string& broker, const RunConfig& cfg, int world_size)
+      : cfg_(cfg), world_size_(world_size), rng_(cfg.schedule_seed) {
+    if (cfg.schedule.rfind("random:", 0) == 0) random_total_ = std::stoul(cfg.schedule.substr(7));
+    fabric::ClientOptions o;
+    o.retry.first = std::chrono::milliseconds(100);
+    client_ = std::make_unique<fabric::Client>(ctx, broker, o);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Schedule() { finish(); }
+
+  void at_step(std::uint64_t step) { step_.store(step, std::memory_order_relaxed); }
+  void stop_sending() { sending_ = false; }
+  // Waits (bounded) for every outcome, then stops the thread.
+  void finish() {
+    sending_ = false;
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+  json report() const {
+    std::lock_guard lock(mu_);
+    json j;
+    j["sent"] = sent_;
+    j["completed"] = completed_;
+    j["targets_expected"] = sent_ * static_cast<std::uint64_t>(world_size_);
+    j["outcomes"] = outcomes_;
+    j["duplicate_outcomes"] = duplicates_;
+    j["by_status"] = by_status_;
+    j["latency_ms"] = {{"p50", percentile(latencies_ms_, 0.50)},
+                       {"p99", percentile(latencies_ms_, 0.99)},
+                       {"max", percentile(latencies_ms_, 1.0)}};
+    return j;
+  }
+
+ private:
+  void loop() {
+    std::uint64_t next = cfg_.schedule_every;
+    std::size_t k = 0;
+    const std::uint64_t steps = cfg_.layer.steps;
+    const std::uint64_t spacing = random_total_ ? std::max<std::uint64_t>(1, steps / (random_total_ + 1)) : 0;
+    while (!done_) {
+      const auto step = step_.load(std::memory_order_relaxed);
+      if (!sending_) {
+        collect(std::chrono::milliseconds(5));
+        continue;
+      }
+      if (cfg_.schedule == "advance" && step >= next) {
+        for (int l = 0; l < cfg_.layers; ++l) {
+          send(wire::transition_seeds(wire::to_layer(static_cast<std::uint32_t>(l)), static_cast<std::uint32_t>(l),
+                                      wire::all_seeds(), kAdvanceCycle[k % std::size(kAdvanceCycle)], "schedule"));
+        }
+        ++k;
+        next += cfg_.schedule_every;
+      }
+      while (random_total_ > 0 && random_sent_ < random_total_ && step >= random_sent_ * spacing) send_random();
+      collect(std::chrono::milliseconds(5));
+    }
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    while (client_->pending() > 0 && Clock::now() < until) collect(std::chrono::milliseconds(20));
+  }
+
+  void send_random() {
+    std::uniform_int_distribution<int> layer(0, cfg_.layers - 1), state(0, 10), count(1, 4),
+        seed(0, cfg_.layer.chunks - 1), coin(0, 4);
+    std::vector<std::uint32_t> ids;
+    for (int i = count(rng_); i > 0; --i) ids.push_back(static_cast<std::uint32_t>(seed(rng_)));
+    const auto l = static_cast<std::uint32_t>(layer(rng_));
+    send(wire::transition_seeds(wire::to_all(), l, wire::seed_ids(std::move(ids)),
+                                static_cast<wire::SeedState>(state(rng_)), "random", coin(rng_) == 0));
+    ++random_sent_;
+  }
+
+  void send(const wire::CommandT& cmd) {
+    for (;;) {
+      auto id = client_->send(cmd);
+      if (id) break;
+      collect(std::chrono::milliseconds(5));  // would block: make room and try again
+    }
+    std::lock_guard lock(mu_);
+    ++sent_;
+  }
+
+  void collect(std::chrono::milliseconds wait) {
+    for (const auto& o : client_->poll(wait)) {
+      std::lock_guard lock(mu_);
+      ++completed_;
+      std::vector<int> ranks;
+      for (const auto& t : o.targets) {
+        if (std::find(ranks.begin(), ranks.end(), t.rank) != ranks.end()) ++duplicates_;
+        ranks.push_back(t.rank);
+        ++outcomes_;
+        const std::string key = t.has_result ? wire::EnumNameStatus(t.result.status)
+                                             : std::string("FAILED_") + wire::EnumNameFailureReason(t.failure);
+        ++by_status_[key];
+        latencies_ms_.push_back(static_cast<double>(t.latency.count()) / 1e6);
+      }
+    }
+  }
+
+  const RunConfig& cfg_;
+  int world_size_;
+  std::mt19937_64 rng_;
+  std::uint64_t random_total_ = 0, random_sent_ = 0;
+  std::unique_ptr<fabric::Client> client_;
+  std::atomic<std::uint64_t> step_{0};
+  std::atomic<bool> done_{false};
+  std::atomic<bool> sending_{true};
+  mutable std::mutex mu_;
+  std::uint64_t sent_ = 0, completed_ = 0, outcomes_ = 0, duplicates_ = 0;
+  std::map<std::string, std::uint64_t> by_status_;
+  std::vector<double> latencies_ms_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int run(const RunConfig& cfg, mpi::Session& session) {
+  const auto& world = session.world();
+  const bool leader = world.rank == 0;
+  const auto started = Clock::now();
+  install_stop_handlers();
+  auto coll = mpi::make_mpi_collectives(session.comm());
+
+  // The fabric: rank 0 embeds the broker; everyone learns its endpoint over MPI.
+  zmq::context_t ctx;
+  std::unique_ptr<fabric::Broker> broker;
+  std::string endpoint = cfg.broker;
+  if (cfg.fabric && endpoint.empty()) {
+    if (leader) {
+      fabric::BrokerOptions bo;
+      bo.bind = world.spans_nodes() ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
+      broker = std::make_unique<fabric::Broker>(ctx, bo);
+      endpoint = fabric::connectable(broker->endpoints().cmd, "tcp://" + mpi::node_address() + ":0");
+    }
+    endpoint = mpi::broadcast(endpoint, 0, session.comm());
+  }
+  std::unique_ptr<fabric::Node> node;
+  std::vector<std::uint32_t> layer_ids;
+  for (int l = 0; l < cfg.layers; ++l) layer_ids.push_back(static_cast<std::uint32_t>(l));
+  if (cfg.fabric) {
+    fabric::NodeOptions no;
+    no.rank = world.rank;
+    no.layers = layer_ids;
+    no.job_id = world.job_id;
+    no.host = world.node;
+    no.heartbeat_interval = cfg.heartbeat;
+    node = std::make_unique<fabric::Node>(ctx, endpoint, no);
+  }
+  std::printf("rank %d/%d pid %d on %s%s\n", world.rank, world.size, static_cast<int>(::getpid()), world.node.c_str(),
+              leader && cfg.fabric ? (" broker " + endpoint).c_str() : "");
+  std::fflush(stdout);
+
+  // Seed layers: one driver per layer, replicas kept identical by the collectives.
+  std::vector<std::unique_ptr<morphogenesis::Driver>> drivers;
+  const float world_size_f = static_cast<float>(world.size);
+  for (int l = 0; l < cfg.layers; ++l) {
+    auto lc = cfg.layer;
+    lc.seed = cfg.layer.seed + static_cast<std::uint64_t>(l) * 7919u;
+    lc.data_stream = static_cast<std::uint64_t>(world.rank) + 1;
+    lc.auto_advance = false;
+    morphogenesis::Replication rep;
+    rep.reduce_gradients = [&coll](kernels::SeedLayer& layer) {
+      coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedA));
+      coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedB));
+    };
+    rep.reduce_losses = [&coll, world_size_f](std::span<double> v) {
+      coll->allreduce_sum(v);
+      for (auto& x : v) x /= static_cast<double>(world_size_f);
+    };
+    drivers.push_back(std::make_unique<morphogenesis::Driver>(lc, std::move(rep)));
+  }
+
+  std::unique_ptr<Schedule> schedule;
+  if (leader && cfg.fabric && cfg.schedule != "none") schedule = std::make_unique<Schedule>(ctx, endpoint, cfg, world.size);
+
+  // Commands: applied by every replica at the same boundary.
+  std::atomic<bool> stop_by_command{false};
+  std::string stop_reason;
+  std::uint64_t step = 0;
+  auto apply = [&](const wire::Command& cmd, const wire::Envelope& env) {
+    wire::CommandResultT r;
+    switch (cmd.body_type()) {
+      case wire::CommandBody::TransitionSeeds: {
+        const auto* t = cmd.body_as_TransitionSeeds();
+        if (t->layer() >= drivers.size()) {
+          r.status = wire::Status::REJECTED;
+          r.error = "layer " + std::to_string(t->layer()) + " does not exist (0.." + std::to_string(drivers.size() - 1) + ")";
+          return r;
+        }
+        const auto report = drivers[t->layer()]->transition(lifecycle::selection_from_wire(t->seeds()), t->target(),
+                                                            t->reason() ? t->reason()->str() : "", t->force());
+        r.status = lifecycle::command_status(report);
+        for (auto& o : lifecycle::to_wire(report)) r.outcomes.push_back(std::make_unique<wire::SeedOutcomeT>(std::move(o)));
+        if (leader && node) {
+          for (const auto& o : report.outcomes) {
+            if (o.applied()) {
+              node->emit(wire::state_transition(t->layer(), step, o.seed, o.from, o.to,
+                                                t->reason() ? t->reason()->str() : "", "command", *env.msg_id()));
+            }
+          }
+        }
+        return r;
+      }
+      case wire::CommandBody::EmergencyStop:
+      case wire::CommandBody::Shutdown:
+        stop_by_command = true;
+        stop_reason = cmd.body_type() == wire::CommandBody::Shutdown ? "shutdown command" : "emergency stop";
+        r.status = wire::Status::OK;
+        return r;
+      default:
+        r.status = wire::Status::REJECTED;
+        r.error = std::string("ranks do not handle ") + wire::EnumNameCommandBody(cmd.body_type()) + " commands yet";
+        return r;
+    }
+  };
+  std::unique_ptr<StepCommands> commands;
+  if (cfg.fabric) commands = std::make_unique<StepCommands>(node.get(), world.rank, session.comm());
+
+  // Training.
+  std::string status = "completed";
+  int exit_code = 0;
+  json curve = json::array();
+  double first_loss = -1, last_loss = 0;
+  std::uint64_t transitions = 0;
+  std::vector<wire::SeedMetrics> records;
+  auto last_report = Clock::now();
+  std::uint64_t records_at_last_report = 0;
+  for (step = 0; step < cfg.layer.steps; ++step) {
+    int stop = stop_requested() ? 1 : 0;
+    mpi::check(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, session.comm()), "MPI_Allreduce(stop)");
+    if (stop) {
+      status = "stopped by a signal";
+      exit_code = 2;
+      break;
+    }
+    if (commands) commands->boundary(step, apply);
+    if (stop_by_command) {
+      status = "stopped by " + stop_reason;
+      exit_code = 3;
+      break;
+    }
+    double loss = 0;
+    std::array<std::uint32_t, lifecycle::kStateCount> states{};
+    for (std::size_t l = 0; l < drivers.size(); ++l) {
+      const auto r = drivers[l]->step();
+      loss += r.loss / static_cast<double>(drivers.size());
+      for (std::size_t s = 0; s < states.size(); ++s) states[s] += r.states[s];
+      if (node) {
+        records.clear();
+        const auto& pop = drivers[l]->population();
+        for (std::uint32_t c = 0; c < pop.size(); ++c) {
+          const auto& seed = pop.seed(c);
+          const auto& m = drivers[l]->metrics(static_cast<int>(c));
+          records.emplace_back(step, c, seed.steps_in_state(), 0.0f, 0.0f, 0.0f, static_cast<float>(m.chunk_loss),
+                               static_cast<float>(m.shadow_loss), static_cast<float>(m.weight_drift), seed.alpha(),
+                               static_cast<float>(m.stability), seed.state(),
+                               static_cast<std::uint8_t>(std::min<std::uint32_t>(seed.error_count(), 255)), 0);
+        }
+        node->publish(static_cast<std::uint32_t>(l), records);
+      }
+    }
+    if (node) node->set_step(step + 1);
+    if (schedule) schedule->at_step(step + 1);
+    if (first_loss < 0) first_loss = loss;
+    last_loss = loss;
+    if (leader && (step % cfg.progress_every == 0 || step + 1 == cfg.layer.steps)) {
+      curve.push_back({{"step", step}, {"loss", loss}});
+      const auto now = Clock::now();
+      const auto published = node ? node->counters().telemetry_records : 0;
+      const double secs = std::chrono::duration<double>(now - last_report).count();
+      const double rate = secs > 0 ? static_cast<double>(published - records_at_last_report) / secs : 0.0;
+      last_report = now;
+      records_at_last_report = published;
+      std::printf("step %llu/%llu loss %.5f seeds %s telemetry %.0f rec/s commands %llu\n",
+                  static_cast<unsigned long long>(step), static_cast<unsigned long long>(cfg.layer.steps), loss,
+                  state_counts(states).c_str(), rate,
+                  static_cast<unsigned long long>(commands ? commands->counts().applied : 0));
+      std::fflush(stdout);
+    }
+  }
+
+  // Replicas must agree, layer by layer.
+  json digests = json::array();
+  bool equal = true;
+  for (const auto& d : drivers) {
+    const auto agreement = coll->agree(d->digest());
+    equal = equal && agreement.equal;
+    json per_rank = json::array();
+    for (const auto v : agreement.digests) per_rank.push_back(fmt::format("{:016x}", v));
+    digests.push_back(per_rank);
+    transitions += d->transitions();
+  }
+  if (!equal) {
+    status = "replicas diverged";
+    exit_code = 4;
+  }
+  // The end: no more commands; what was not applied is answered as such, on every rank.
+  if (schedule) schedule->stop_sending();
+  if (commands) commands->finish(step);
+  if (schedule) schedule->finish();
+  mpi::check(MPI_Barrier(session.comm()), "MPI_Barrier");
+  if (node) node->stop();
+
+  if (leader) {
+    json layers = json::array();
+    double base = 0, final_loss = 0;
+    for (std::size_t l = 0; l < drivers.size(); ++l) {
+      const auto s = drivers[l]->summary();
+      base += s.base_loss / static_cast<double>(drivers.size());
+      final_loss += s.final_loss / static_cast<double>(drivers.size());
+      json states = json::object();
+      for (std::size_t i = 0; i < s.states.size(); ++i) {
+        if (s.states[i]) states[wire::EnumNamesSeedState()[i]] = s.states[i];
+      }
+      layers.push_back({{"layer", l}, {"base_loss", s.base_loss}, {"final_loss", s.final_loss},
+                        {"reduction", s.reduction}, {"seeds", states}, {"transitions", s.transitions}});
+    }
+    json report;
+    report["status"] = status;
+    report["job_id"] = world.job_id;
+    report["world_size"] = world.size;
+    report["steps_run"] = step;
+    report["wall_seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
+    report["loss"] = {{"base_held_out", base},
+                      {"final_held_out", final_loss},
+                      {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0},
+                      {"first_step", first_loss},
+                      {"last_step", last_loss},
+                      {"curve", curve}};
+    report["layers"] = layers;
+    report["transitions"] = transitions;
+    report["digests"] = {{"equal", equal}, {"per_layer", digests}};
+    if (node) {
+      const auto c = node->counters();
+      report["telemetry"] = {{"batches", c.telemetry_batches},
+                             {"records", c.telemetry_records},
+                             {"records_dropped", c.telemetry_records_dropped}};
+    }
+    if (commands) {
+      const auto& k = commands->counts();
+      report["commands"] = {{"received", k.received}, {"applied", k.applied}, {"stale", k.stale},
+                            {"timed_out", k.timed_out}, {"answered", k.answered}};
+    }
+    if (schedule) report["schedule"] = schedule->report();
+    std::ofstream(cfg.report) << report.dump(2) << "\n";
+    std::printf("done: %s after %llu steps; held-out loss %.5f -> %.5f (%.1f%% lower); digests %s; report %s\n",
+                status.c_str(), static_cast<unsigned long long>(step), base, final_loss,
+                base > 0 ? 100.0 * (1.0 - final_loss / base) : 0.0, equal ? "equal" : "DIFFER", cfg.report.c_str());
+    std::fflush(stdout);
+  }
+  return exit_code;
+}
+
+}  // namespace esper::rank

@@ -1,0 +1,56 @@
+// Step-consistent commands (DESIGN.md §6): every replica applies a command at the same step
+// boundary, or none does.
+//
+// At each boundary every rank takes the commands its node received. Rank 0 (the leader) decides
+// for each of its own: apply now (apply_at_step is -1 or this step), STALE (its step has passed),
+// TIMEOUT (its sender gave up), or later (a future step: kept). It broadcasts the decisions with
+// the command bytes over MPI; every rank then applies exactly those, in that order, from those
+// bytes, and answers its own copy of each with the same result — at once if it has the copy, or
+// when the copy arrives (results are kept for a bounded window). A copy the leader never decides
+// on is answered TIMEOUT once its sender has given up.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "fabric/node.hpp"
+#include "mpi/collectives.hpp"
+
+namespace esper::rank {
+
+class StepCommands {
+ public:
+  // apply: runs one command on this replica and returns its result (same on every replica).
+  using Apply = std::function<wire::CommandResultT(const wire::Command&, const wire::Envelope&)>;
+
+  StepCommands(fabric::Node* node, int world_rank, MPI_Comm comm = MPI_COMM_WORLD);
+
+  // Collective: every rank calls it at every step boundary. Returns the number applied.
+  std::size_t boundary(std::uint64_t step, const Apply& apply);
+  // Collective, after the last boundary: every command not applied is answered REJECTED ("the job
+  // ended"), on every rank, and so is every command that arrives later.
+  void finish(std::uint64_t step);
+
+  struct Counts {
+    std::uint64_t received = 0, applied = 0, stale = 0, timed_out = 0, answered = 0;
+  };
+  [[nodiscard]] const Counts& counts() const noexcept { return counts_; }
+
+ private:
+  using Key = std::pair<std::uint64_t, std::uint64_t>;
+  void answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result);
+
+  fabric::Node* node_;
+  int rank_;
+  MPI_Comm comm_;
+  std::map<Key, fabric::TakenCommand> inbox_;          // own copies not answered yet
+  std::map<Key, wire::CommandResultT> decided_;        // results for copies still to arrive
+  std::vector<Key> decided_order_;
+  wire::Decoder decoder_;
+  Counts counts_;
+};
+
+}  // namespace esper::rank
