@@ -163,6 +163,29 @@ class Schedule {
   std::thread thread_;
 };
 
+// What the report says so far; written by the training thread, read by the watchdog.
+struct Progress {
+  std::mutex mu;
+  std::uint64_t step = 0;
+  double first_loss = -1, last_loss = 0;
+  json curve = json::array();
+  std::atomic<std::int64_t> boundary_ns{0};  // steady-clock time of the last step boundary
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// Ranks the broker has not heard from (of 0..size-1).
+std::vector<int> lost_ranks(const fabric::Broker& broker, int size) {
+  const auto live = broker.live_ranks();
+  std::vector<int> lost;
+  for (int r = 0; r < size; ++r) {
+    if (std::find(live.begin(), live.end(), r) == live.end()) lost.push_back(r);
+  }
+  return lost;
+}
+
 }  // namespace
 
 int run(const RunConfig& cfg, mpi::Session& session) {
@@ -267,11 +290,66 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   std::unique_ptr<StepCommands> commands;
   if (cfg.fabric) commands = std::make_unique<StepCommands>(node.get(), world.rank, session.comm());
 
+  // The report: rank 0 writes it at the end, or from the watchdog if training cannot end normally.
+  Progress progress;
+  std::mutex report_mu;
+  auto write_report = [&](const std::string& status, json extra) {
+    std::lock_guard once(report_mu);
+    json report = std::move(extra);
+    report["status"] = status;
+    report["job_id"] = world.job_id;
+    report["world_size"] = world.size;
+    report["wall_seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
+    {
+      std::lock_guard lock(progress.mu);
+      report["steps_run"] = progress.step;
+      report["loss"]["first_step"] = progress.first_loss;
+      report["loss"]["last_step"] = progress.last_loss;
+      report["loss"]["curve"] = progress.curve;
+    }
+    if (node) {
+      const auto c = node->counters();
+      report["telemetry"] = {{"batches", c.telemetry_batches},
+                             {"records", c.telemetry_records},
+                             {"records_dropped", c.telemetry_records_dropped}};
+    }
+    if (schedule) report["schedule"] = schedule->report();
+    std::ofstream(cfg.report) << report.dump(2) << "\n";
+  };
+
+  // The watchdog: a rank blocked in a collective (a peer died, or mpirun is tearing the job down)
+  // cannot reach the next step boundary. Then rank 0 writes what it knows and the rank exits.
+  std::atomic<bool> finished{false};
+  progress.boundary_ns = now_ns();
+  std::thread watchdog([&] {
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      const auto stalled = std::chrono::nanoseconds(now_ns() - progress.boundary_ns.load());
+      const bool lost = broker && broker->counters().ranks_lost > 0;
+      const bool signalled = stop_requested();
+      if (!((signalled && stalled > std::chrono::milliseconds(300)) || (lost && stalled > std::chrono::seconds(1)))) {
+        continue;
+      }
+      const auto missing = broker ? lost_ranks(*broker, world.size) : std::vector<int>{};
+      std::string status = signalled ? "terminated by a signal while blocked" : "stopped";
+      int code = 2;
+      if (!missing.empty()) {
+        status = "rank " + json(missing).dump() + " lost";
+        code = 5;
+      }
+      if (leader && !finished.load()) {
+        write_report(status, json{{"lost_ranks", missing}});
+        std::printf("done: %s after %llu steps; report %s\n", status.c_str(),
+                    static_cast<unsigned long long>(progress.step), cfg.report.c_str());
+        std::fflush(stdout);
+      }
+      std::_Exit(code);
+    }
+  });
+
   // Training.
   std::string status = "completed";
   int exit_code = 0;
-  json curve = json::array();
-  double first_loss = -1, last_loss = 0;
   std::uint64_t transitions = 0;
   std::vector<wire::SeedMetrics> records;
   auto last_report = Clock::now();
@@ -284,6 +362,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       exit_code = 2;
       break;
     }
+    progress.boundary_ns = now_ns();
     if (commands) commands->boundary(step, apply);
     if (stop_by_command) {
       status = "stopped by " + stop_reason;
@@ -312,10 +391,15 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     }
     if (node) node->set_step(step + 1);
     if (schedule) schedule->at_step(step + 1);
-    if (first_loss < 0) first_loss = loss;
-    last_loss = loss;
-    if (leader && (step % cfg.progress_every == 0 || step + 1 == cfg.layer.steps)) {
-      curve.push_back({{"step", step}, {"loss", loss}});
+    const bool tick = step % cfg.progress_every == 0 || step + 1 == cfg.layer.steps;
+    {
+      std::lock_guard lock(progress.mu);
+      if (progress.first_loss < 0) progress.first_loss = loss;
+      progress.last_loss = loss;
+      progress.step = step + 1;
+      if (tick) progress.curve.push_back({{"step", step}, {"loss", loss}});
+    }
+    if (leader && tick) {
       const auto now = Clock::now();
       const auto published = node ? node->counters().telemetry_records : 0;
       const double secs = std::chrono::duration<double>(now - last_report).count();
@@ -352,48 +436,35 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   mpi::check(MPI_Barrier(session.comm()), "MPI_Barrier");
   if (node) node->stop();
 
+  finished = true;
+  watchdog.join();
   if (leader) {
     json layers = json::array();
     double base = 0, final_loss = 0;
     for (std::size_t l = 0; l < drivers.size(); ++l) {
-      const auto s = drivers[l]->summary();
-      base += s.base_loss / static_cast<double>(drivers.size());
-      final_loss += s.final_loss / static_cast<double>(drivers.size());
+      const auto sm = drivers[l]->summary();
+      base += sm.base_loss / static_cast<double>(drivers.size());
+      final_loss += sm.final_loss / static_cast<double>(drivers.size());
       json states = json::object();
-      for (std::size_t i = 0; i < s.states.size(); ++i) {
-        if (s.states[i]) states[wire::EnumNamesSeedState()[i]] = s.states[i];
+      for (std::size_t i = 0; i < sm.states.size(); ++i) {
+        if (sm.states[i]) states[wire::EnumNamesSeedState()[i]] = sm.states[i];
       }
-      layers.push_back({{"layer", l}, {"base_loss", s.base_loss}, {"final_loss", s.final_loss},
-                        {"reduction", s.reduction}, {"seeds", states}, {"transitions", s.transitions}});
+      layers.push_back({{"layer", l}, {"base_loss", sm.base_loss}, {"final_loss", sm.final_loss},
+                        {"reduction", sm.reduction}, {"seeds", states}, {"transitions", sm.transitions}});
     }
-    json report;
-    report["status"] = status;
-    report["job_id"] = world.job_id;
-    report["world_size"] = world.size;
-    report["steps_run"] = step;
-    report["wall_seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
-    report["loss"] = {{"base_held_out", base},
-                      {"final_held_out", final_loss},
-                      {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0},
-                      {"first_step", first_loss},
-                      {"last_step", last_loss},
-                      {"curve", curve}};
-    report["layers"] = layers;
-    report["transitions"] = transitions;
-    report["digests"] = {{"equal", equal}, {"per_layer", digests}};
-    if (node) {
-      const auto c = node->counters();
-      report["telemetry"] = {{"batches", c.telemetry_batches},
-                             {"records", c.telemetry_records},
-                             {"records_dropped", c.telemetry_records_dropped}};
-    }
+    json extra;
+    extra["loss"] = {{"base_held_out", base},
+                     {"final_held_out", final_loss},
+                     {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0}};
+    extra["layers"] = layers;
+    extra["transitions"] = transitions;
+    extra["digests"] = {{"equal", equal}, {"per_layer", digests}};
     if (commands) {
       const auto& k = commands->counts();
-      report["commands"] = {{"received", k.received}, {"applied", k.applied}, {"stale", k.stale},
-                            {"timed_out", k.timed_out}, {"answered", k.answered}};
+      extra["commands"] = {{"received", k.received}, {"applied", k.applied}, {"stale", k.stale},
+                           {"timed_out", k.timed_out}, {"answered", k.answered}};
     }
-    if (schedule) report["schedule"] = schedule->report();
-    std::ofstream(cfg.report) << report.dump(2) << "\n";
+    write_report(status, std::move(extra));
     std::printf("done: %s after %llu steps; held-out loss %.5f -> %.5f (%.1f%% lower); digests %s; report %s\n",
                 status.c_str(), static_cast<unsigned long long>(step), base, final_loss,
                 base > 0 ? 100.0 * (1.0 - final_loss / base) : 0.0, equal ? "equal" : "DIFFER", cfg.report.c_str());
