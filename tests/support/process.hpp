@@ -1,4 +1,4 @@
-// A child process for multi-process tests: started with posix_spawn, stdout captured through a
+// A child process for multi-process tests: started with posix_spawn, stdout and stderr captured through a
 // pipe, killed with SIGKILL and reaped by the destructor if still running. Never outlives a test.
 #pragma once
 
@@ -27,6 +27,7 @@ class ChildProcess {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);  // one stream, as a user sees it
     posix_spawn_file_actions_addclose(&actions, fds[0]);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
