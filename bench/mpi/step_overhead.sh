@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Step time of the main job at N ranks with and without the fabric (broker, commands, telemetry),
+# alternating runs in the same session (issue 5). Usage: bench/mpi/step_overhead.sh [ranks] [steps] [repeats]
+# Reads wall_seconds from each run's report; prints both medians and the overhead.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ranks=${1:-4} steps=${2:-600} repeats=${3:-3}
+bin=${ESPER_BIN:-build/default/runtime/cli/esper}
+[[ -x $bin ]] || { echo "build esper first: cmake --build --preset default --target esper" >&2; exit 1; }
+if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for i in $(seq 1 "$repeats"); do
+  for mode in fabric none; do
+    flag=(); [[ $mode == none ]] && flag=(--no-fabric)
+    mpirun --oversubscribe -np "$ranks" "$bin" run --steps "$steps" --progress-every 100000 \
+      --report "$out/$mode-$i.json" "${flag[@]}" > /dev/null
+  done
+done
+python3 - "$out" "$repeats" "$steps" "$ranks" <<'PY'
+import json, statistics, sys
+out, n, steps, ranks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+t = {m: statistics.median(json.load(open(f"{out}/{m}-{i}.json"))["wall_seconds"] for i in range(1, n + 1)) for m in ("fabric", "none")}
+per = {m: 1000 * t[m] / steps for m in t}
+print(f"ranks {ranks} steps {steps}: step time {per['fabric']:.3f} ms with the fabric, {per['none']:.3f} ms without; "
+      f"overhead {100 * (t['fabric'] / t['none'] - 1):+.1f}% (target < 3%)")
+PY
