@@ -20,7 +20,7 @@ void cuda_check(cudaError_t rc, const char* call) {
 
 class NcclCollectives final : public Collectives {
  public:
-  explicit NcclCollectives(MPI_Comm comm) : comm_(comm) {
+  explicit NcclCollectives(MPI_Comm comm) : comm_(comm), host_(make_mpi_collectives(comm)) {
     int rank = 0;
     MPI_Comm_rank(comm_, &rank);
     MPI_Comm_size(comm_, &size_);
@@ -44,12 +44,8 @@ class NcclCollectives final : public Collectives {
     cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   }
 
-  void allreduce_sum(std::span<double> values) override {
-    // Host control data: small, so MPI carries it.
-    if (values.empty()) return;
-    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_),
-          "MPI_Allreduce");
-  }
+  // Host control data: small, so MPI carries it.
+  void allreduce_sum(std::span<double> values) override { host_->allreduce_sum(values); }
 
   void broadcast(std::span<float> values, int root) override {
     if (values.empty()) return;
@@ -75,6 +71,7 @@ class NcclCollectives final : public Collectives {
 
  private:
   MPI_Comm comm_;
+  std::unique_ptr<Collectives> host_;
   int size_ = 1;
   ncclComm_t nccl_ = nullptr;
   cudaStream_t stream_ = nullptr;

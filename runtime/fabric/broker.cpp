@@ -15,14 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using wire::MsgId;
 
-struct IdKey {
-  std::uint64_t sender, seq;
-  bool operator==(const IdKey&) const = default;
-};
-struct IdHash {
-  std::size_t operator()(const IdKey& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
-};
-IdKey key(const MsgId& id) { return {id.sender(), id.seq()}; }
 
 struct Rank {
   std::string routing_id;
@@ -56,7 +48,7 @@ struct Broker::Impl {
   wire::Encoder encoder;
   wire::MsgIdGenerator ids;
   std::map<std::int32_t, Rank> ranks;
-  std::unordered_map<IdKey, PendingCommand, IdHash> pending;
+  std::unordered_map<MsgIdKey, PendingCommand, MsgIdHash> pending;
   JobState state;
   std::uint64_t event_seq = 0;
   Clock::time_point next_tick{};
@@ -317,10 +309,10 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
     }
   }
   // A retry (same msg_id) goes only to the targets that still owe a result.
-  auto it = pending.find(key(id));
+  auto it = pending.find(key_of(id));
   const bool retry = it != pending.end();
   if (!retry && !targets.empty()) {
-    it = pending.emplace(key(id), PendingCommand{from, targets, {}}).first;
+    it = pending.emplace(key_of(id), PendingCommand{from, targets, {}}).first;
   }
   std::vector<std::uint8_t> d(16 + 1 + 4 * targets.size());
   const std::uint64_t sender = id.sender(), seq = id.seq();
@@ -348,7 +340,7 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
 
 void Broker::Impl::on_result(const zmq::message_t& frame, const wire::Message& m) {
   bump(self.counters_.results_received);
-  const auto it = pending.find(key(*m.envelope().correlation_id()));
+  const auto it = pending.find(key_of(*m.envelope().correlation_id()));
   const auto* src = m.envelope().source();
   if (it == pending.end() || src == nullptr) return;  // late or duplicate: the client already has it
   auto& owed = it->second.owed;

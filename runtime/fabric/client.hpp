@@ -85,13 +85,7 @@ class Client {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Key {
-    std::uint64_t sender, seq;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    std::size_t operator()(const Key& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
-  };
+  using Key = MsgIdKey;
   struct Pending {
     std::vector<std::uint8_t> frame;       // for re-sends
     Clock::time_point start, deadline, next_retry;
@@ -120,7 +114,7 @@ class Client {
   wire::MsgIdGenerator ids_;
   Counters counters_;
   RejectLog rejects_;
-  std::unordered_map<Key, Pending, KeyHash> pending_;
+  std::unordered_map<Key, Pending, MsgIdHash> pending_;
   std::mt19937_64 rng_{std::random_device{}()};
   Clock::time_point next_timer_check_{};
 };

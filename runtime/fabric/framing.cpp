@@ -29,6 +29,21 @@ std::string connectable(const std::string& reported, const std::string& cmd_endp
   return cmd_endpoint_used.substr(0, host_end) + port;
 }
 
+Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout) {
+  dealer.send(type_frame(frame::kInfo), zmq::send_flags::none);
+  zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) == 0) {
+    throw Error("broker at " + broker + " did not answer within " + std::to_string(timeout.count()) +
+                " ms (is it running, and is the address its command endpoint?)");
+  }
+  std::vector<zmq::message_t> info;
+  (void)zmq::recv_multipart(dealer, std::back_inserter(info));
+  if (info.size() != 3 || type_of(info[0]) != frame::kInfo) {
+    throw Error("broker at " + broker + " sent an unexpected reply to the info request");
+  }
+  return {broker, connectable(info[1].to_string(), broker), connectable(info[2].to_string(), broker)};
+}
+
 void bind_or_throw(zmq::socket_t& s, const std::string& endpoint) {
   try {
     s.bind(endpoint);

@@ -16,6 +16,7 @@
 //   'P' ping      ([P][nonce]: the broker publishes topic "sys/ping/<nonce>", so a subscriber knows it is live)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -84,6 +85,20 @@ Endpoints bind_addresses(const std::string& base);
 // An endpoint the broker reported (e.g. tcp://0.0.0.0:41234) made connectable from where the
 // client reached the broker (tcp://node7:5555 -> tcp://node7:41234). ipc and inproc pass through.
 std::string connectable(const std::string& reported, const std::string& cmd_endpoint_used);
+
+// Asks the broker behind `dealer` (connected to `broker`) for its pub/sub endpoints, made
+// connectable from here. Throws esper::Error when it does not answer within `timeout`.
+Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout);
+
+// A msg_id as a hash-map key.
+struct MsgIdKey {
+  std::uint64_t sender = 0, seq = 0;
+  bool operator==(const MsgIdKey&) const = default;
+};
+struct MsgIdHash {
+  std::size_t operator()(const MsgIdKey& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
+};
+inline MsgIdKey key_of(const wire::MsgId& id) { return {id.sender(), id.seq()}; }
 
 // Raises esper::Error naming the endpoint when a bind or connect fails (a fault: bad address, in use).
 void bind_or_throw(zmq::socket_t& s, const std::string& endpoint);

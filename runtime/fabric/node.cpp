@@ -41,19 +41,7 @@ Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
   pub_.set(zmq::sockopt::xpub_nodrop, 1);  // a full pipe is reported (and counted), not silent
   connect_or_throw(dealer_, broker);
 
-  // Learn the publish endpoint from the broker.
-  dealer_.send(type_frame(frame::kInfo), zmq::send_flags::none);
-  zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, options_.connect_timeout) == 0) {
-    throw Error("broker at " + broker + " did not answer within " + std::to_string(options_.connect_timeout.count()) +
-                " ms (is it running, and is the address its command endpoint?)");
-  }
-  std::vector<zmq::message_t> info;
-  (void)zmq::recv_multipart(dealer_, std::back_inserter(info));
-  if (info.size() != 3 || type_of(info[0]) != frame::kInfo) {
-    throw Error("broker at " + broker + " sent an unexpected reply to the info request");
-  }
-  connect_or_throw(pub_, connectable(info[1].to_string(), broker));
+  connect_or_throw(pub_, ask_endpoints(dealer_, broker, options_.connect_timeout).pub);
   // The broker subscribes to everything as soon as the connection is up: wait for that, so that
   // no early batch is filtered away unseen (the slow-joiner problem).
   zmq::pollitem_t pub_item{pub_.handle(), 0, ZMQ_POLLIN, 0};
@@ -148,7 +136,7 @@ void Node::on_command_frame(zmq::message_t& frame) {
     return;
   }
   const auto id = *msg->envelope().msg_id();
-  const IdKey k{id.sender(), id.seq()};
+  const auto k = key_of(id);
   const auto priority = priority_index(msg->envelope().priority());
   if (closed_.load(std::memory_order_acquire)) {
     bool answered = false;
@@ -182,7 +170,7 @@ void Node::on_command_frame(zmq::message_t& frame) {
   outbox_.emplace_back(frame::kResult, std::move(cached));
 }
 
-void Node::remember(const IdKey& id) {
+void Node::remember(const MsgIdKey& id) {
   seen_order_.push_back(id);
   while (seen_order_.size() > options_.dedup_window) {
     auto it = seen_.find(seen_order_.front());
@@ -271,7 +259,7 @@ void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandR
   }
   {
     std::lock_guard lock(cmd_mu_);
-    seen_[IdKey{id.sender(), id.seq()}] = Seen{true, std::move(frame_bytes)};
+    seen_[key_of(id)] = Seen{true, std::move(frame_bytes)};
   }
   wake();
 }

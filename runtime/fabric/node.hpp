@@ -127,13 +127,6 @@ class Node {
     bool answered = false;
     std::vector<std::uint8_t> result;  // the encoded result frame, once answered
   };
-  struct IdKey {
-    std::uint64_t sender, seq;
-    bool operator==(const IdKey&) const = default;
-  };
-  struct IdHash {
-    std::size_t operator()(const IdKey& k) const noexcept { return k.sender * 0x9e3779b97f4a7c15ull ^ k.seq; }
-  };
   struct Batch {
     std::uint32_t layer = 0;
     std::vector<wire::SeedMetrics> records;
@@ -147,7 +140,7 @@ class Node {
   void send_telemetry(bool everything);
   void send_heartbeat();
   void wake();
-  void remember(const IdKey& id);
+  void remember(const MsgIdKey& id);
 
   NodeOptions options_;
   Counters counters_;
@@ -178,8 +171,8 @@ class Node {
   mutable std::mutex cmd_mu_;
   std::condition_variable cmd_cv_;
   std::array<std::deque<Queued>, 4> queue_;  // by priority
-  std::unordered_map<IdKey, Seen, IdHash> seen_;
-  std::deque<IdKey> seen_order_;
+  std::unordered_map<MsgIdKey, Seen, MsgIdHash> seen_;
+  std::deque<MsgIdKey> seen_order_;
 
   // Results and events to send, guarded by out_mu_; encoded by the caller's thread.
   std::mutex out_mu_;

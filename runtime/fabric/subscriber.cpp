@@ -18,19 +18,9 @@ Subscriber::Subscriber(zmq::context_t& ctx, const std::string& broker, Subscribe
   sub_.set(zmq::sockopt::rcvhwm, options_.rcvhwm);
   dealer_.set(zmq::sockopt::linger, 0);
   connect_or_throw(dealer_, broker);
-  dealer_.send(type_frame(frame::kInfo), zmq::send_flags::none);
-  zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, options_.connect_timeout) == 0) {
-    throw Error("broker at " + broker + " did not answer within " + std::to_string(options_.connect_timeout.count()) +
-                " ms (is it running, and is the address its command endpoint?)");
-  }
-  std::vector<zmq::message_t> info;
-  (void)zmq::recv_multipart(dealer_, std::back_inserter(info));
-  if (info.size() != 3 || type_of(info[0]) != frame::kInfo) {
-    throw Error("broker at " + broker + " sent an unexpected reply to the info request");
-  }
+  const auto endpoints = ask_endpoints(dealer_, broker, options_.connect_timeout);
   for (const auto& t : options_.topics) sub_.set(zmq::sockopt::subscribe, t);
-  connect_or_throw(sub_, connectable(info[2].to_string(), broker));
+  connect_or_throw(sub_, endpoints.sub);
 }
 
 bool Subscriber::wait_ready(std::chrono::milliseconds timeout) {
