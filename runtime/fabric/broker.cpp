@@ -48,6 +48,7 @@ struct Broker::Impl {
   wire::Encoder encoder;
   wire::MsgIdGenerator ids;
   std::map<std::int32_t, Rank> ranks;
+  std::unordered_map<std::string, std::int32_t> rank_of;  // routing id -> rank
   std::unordered_map<MsgIdKey, PendingCommand, MsgIdHash> pending;
   JobState state;
   std::uint64_t event_seq = 0;
@@ -202,6 +203,13 @@ void Broker::Impl::handle_router() {
     }
     const std::string from = parts[0].to_string();
     const char type = type_of(parts[1]);
+    // Any frame from a rank shows it is alive: a heartbeat queued behind a burst of results must
+    // not make it look lost.
+    if (auto r = rank_of.find(from); r != rank_of.end()) {
+      if (auto it = ranks.find(r->second); it != ranks.end() && it->second.routing_id == from) {
+        it->second.last_seen = Clock::now();
+      }
+    }
     if (type == frame::kInfo) {
       std::array<zmq::message_t, 2> reply{zmq::message_t(self.endpoints_.pub), zmq::message_t(self.endpoints_.sub)};
       send_to(from, frame::kInfo, reply);
@@ -269,6 +277,7 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m)
   if (src == nullptr || src->rank() < 0) return;
   auto& r = ranks[src->rank()];
   r.routing_id = from;
+  rank_of[from] = src->rank();
   r.interval = std::chrono::milliseconds(std::max<std::uint32_t>(hb->interval_ms(), 1));
   r.last_seen = Clock::now();
   r.layers.clear();

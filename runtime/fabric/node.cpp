@@ -244,6 +244,11 @@ std::vector<TakenCommand> Node::take_commands(std::size_t max) {
 }
 
 void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
+  queue_answer(id, priority, std::move(result));
+  wake();
+}
+
+void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
   result.rank = options_.rank;
   std::vector<std::uint8_t> frame_bytes;
   {
@@ -261,7 +266,6 @@ void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandR
     std::lock_guard lock(cmd_mu_);
     seen_[key_of(id)] = Seen{true, std::move(frame_bytes)};
   }
-  wake();
 }
 
 std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
@@ -283,8 +287,9 @@ std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
     }
     result.execution_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    answer(c.id(), c.envelope().priority(), std::move(result));
+    queue_answer(c.id(), c.envelope().priority(), std::move(result));
   }
+  if (!taken.empty()) wake();  // one wake-up for all the results
   return taken.size();
 }
 
@@ -335,6 +340,11 @@ void Node::publish(std::uint32_t layer, std::span<const wire::SeedMetrics> recor
     std::lock_guard lock(tel_mu_);
     auto& b = open_[layer];
     if (b.records.empty()) {
+      if (b.records.capacity() == 0 && !spare_.empty()) {  // reuse a sent batch's memory
+        b.records = std::move(spare_.back());
+        spare_.pop_back();
+      }
+      b.records.reserve(options_.telemetry_batch_bytes / sizeof(wire::SeedMetrics) + 1);
       b.layer = layer;
       b.opened = Clock::now();
       b.window_start_ns = wire::wall_clock_ns();
@@ -401,6 +411,12 @@ void Node::send_telemetry(bool everything) {
     bump(counters_.telemetry_batches);
     bump(counters_.telemetry_records, n);
     dropped_since_last_batch_ = 0;
+  }
+  std::lock_guard lock(tel_mu_);
+  for (auto& b : batches) {
+    if (spare_.size() >= 4) break;
+    b.records.clear();
+    spare_.push_back(std::move(b.records));
   }
 }
 

@@ -140,6 +140,7 @@ class Node {
   void send_telemetry(bool everything);
   void send_heartbeat();
   void wake();
+  void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
   void remember(const MsgIdKey& id);
 
   NodeOptions options_;
@@ -166,6 +167,7 @@ class Node {
   std::mutex tel_mu_;
   std::unordered_map<std::uint32_t, Batch> open_;
   std::deque<Batch> ready_;
+  std::vector<std::vector<wire::SeedMetrics>> spare_;  // sent batches' memory, reused
 
   // Commands, guarded by cmd_mu_.
   mutable std::mutex cmd_mu_;
