@@ -8,6 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   libflatbuffers-dev flatbuffers-compiler
   libopenmpi-dev openmpi-bin
+  slurmctld slurmd slurm-client munge
   libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server
