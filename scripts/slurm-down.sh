@@ -16,13 +16,7 @@ state=$(cd "$state" && pwd)
 conf=$state/slurm.conf
 export SLURM_CONF=$conf
 
-pid_of() {
-  local pid
-  [[ -s $1 ]] || return 1
-  pid=$(tr -dc 0-9 <"$1")
-  [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-  echo "$pid"
-}
+source "$(dirname "$0")/slurm-lib.sh"
 
 # stop PIDFILE:COMM...: SIGTERM to each (all at once: each daemon takes 1-2 s to exit), up to 10 s
 # for all of them, then SIGKILL to what is left.

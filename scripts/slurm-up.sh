@@ -63,14 +63,7 @@ for cmd in munged slurmctld slurmd scontrol sinfo sbatch srun squeue; do
 done
 
 # --- helpers -------------------------------------------------------------------------------------
-# pid_of FILE COMM: the pid in FILE when that process runs and is COMM (pids get reused).
-pid_of() {
-  local pid
-  [[ -s $1 ]] || return 1
-  pid=$(tr -dc 0-9 <"$1")
-  [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-  echo "$pid"
-}
+source "$(dirname "$0")/slurm-lib.sh"
 # wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.1 s.
 wait_for() {
   local secs=$1; shift 2  # $2: what is awaited (read by the caller's message)
