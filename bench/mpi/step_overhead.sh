@@ -2,6 +2,10 @@
 # Step time of the main job at N ranks with and without the fabric (broker, commands, telemetry),
 # alternating runs in the same session (issue 5). Usage: bench/mpi/step_overhead.sh [ranks] [steps] [repeats]
 # Reads wall_seconds from each run's report; prints both medians and the overhead.
+# ESPER_ARGS adds `esper run` arguments to both (e.g. "--in 256 --out 256 --chunks 32 --batch 128").
+# Both runs do the same arithmetic: no scheduled commands (--schedule none), so no seed leaves
+# DORMANT in either, and the difference is the fabric alone (broker, heartbeats, the step-boundary
+# command agreement, telemetry encoding and publishing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ranks=${1:-4} steps=${2:-600} repeats=${3:-3}
@@ -14,7 +18,7 @@ for i in $(seq 1 "$repeats"); do
   for mode in fabric none; do
     flag=(); [[ $mode == none ]] && flag=(--no-fabric)
     mpirun --oversubscribe -np "$ranks" "$bin" run --steps "$steps" --progress-every 100000 \
-      --report "$out/$mode-$i.json" "${flag[@]}" > /dev/null
+      --report "$out/$mode-$i.json" --schedule none ${ESPER_ARGS:-} "${flag[@]}" > /dev/null
   done
 done
 python3 - "$out" "$repeats" "$steps" "$ranks" <<'PY'
