@@ -1,0 +1,72 @@
+// Step-consistent commands on one MPI rank (a singleton MPI process: no launcher needed): a command
+// for a past step is answered STALE and not applied; one for a future step waits for exactly that
+// step; one without a step is applied at the next boundary.
+#include <gtest/gtest.h>
+
+#include "fabric/fabric_fixture.hpp"
+#include "mpi/bootstrap.hpp"
+#include "rank/step_commands.hpp"
+
+namespace esper::rank {
+namespace {
+
+using namespace fabric::testing;
+
+TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
+  int argc = 0;
+  char** argv = nullptr;
+  mpi::Session session(argc, argv);
+  zmq::context_t ctx;
+  fabric::Broker broker(ctx, broker_options("inproc"));
+  fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
+  ASSERT_TRUE(wait_for_ranks(broker, 1));
+  fabric::Client client(ctx, broker.endpoints().cmd);
+  StepCommands commands(&node, 0, session.comm());
+
+  auto at = [](std::int64_t step) { return wire::CommandOptions{10'000, step}; };
+  const auto stale = client.send(wire::shutdown(wire::to_rank(0), "past", 0, at(3)));
+  const auto future = client.send(wire::shutdown(wire::to_rank(0), "future", 0, at(7)));
+  const auto now = client.send(wire::shutdown(wire::to_rank(0), "now", 0, at(-1)));
+  ASSERT_TRUE(stale && future && now);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (node.queued_commands() < 3 && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+  ASSERT_EQ(node.queued_commands(), 3u);
+
+  std::vector<std::pair<std::string, std::uint64_t>> applied;
+  std::uint64_t step = 5;
+  auto apply = [&](const wire::Command& c, const wire::Envelope&) {
+    applied.emplace_back(c.body_as_Shutdown()->reason()->str(), step);
+    return wire::command_result(wire::Status::OK, 0);
+  };
+  std::map<std::string, fabric::TargetOutcome> outcome;
+  auto collect = [&] {
+    for (auto& o : client.poll(20ms)) {
+      const std::string name = o.id.seq() == stale->seq() ? "past" : o.id.seq() == future->seq() ? "future" : "now";
+      outcome[name] = o.targets.at(0);
+    }
+  };
+  for (; step <= 8; ++step) {
+    commands.boundary(step, apply);
+    for (int i = 0; i < 5; ++i) collect();
+  }
+  ASSERT_EQ(applied.size(), 2u);
+  EXPECT_EQ(applied[0], (std::pair<std::string, std::uint64_t>{"now", 5}));
+  EXPECT_EQ(applied[1], (std::pair<std::string, std::uint64_t>{"future", 7}));
+  ASSERT_EQ(outcome.size(), 3u);
+  EXPECT_EQ(outcome["past"].result.status, wire::Status::STALE);
+  EXPECT_NE(outcome["past"].result.error.find("re-issue"), std::string::npos) << outcome["past"].result.error;
+  EXPECT_EQ(outcome["future"].result.applied_at_step, 7);
+  EXPECT_EQ(outcome["now"].result.applied_at_step, 5);
+  EXPECT_EQ(commands.counts().stale, 1u);
+  EXPECT_EQ(commands.counts().applied, 2u);
+
+  // After the end, nothing more is applied: queued and later commands are answered REJECTED.
+  commands.finish(step);
+  const auto late = client.call(wire::shutdown(wire::to_rank(0), "late"));
+  ASSERT_TRUE(late.targets.at(0).has_result);
+  EXPECT_EQ(late.targets[0].result.status, wire::Status::REJECTED);
+  EXPECT_EQ(applied.size(), 2u);
+}
+
+}  // namespace
+}  // namespace esper::rank
