@@ -163,8 +163,14 @@ void Node::on_command_frame(zmq::message_t& frame) {
       remember(k);
       queue_[priority].push_back(Queued{std::move(frame), Clock::now()});
       cmd_cv_.notify_all();
-      return;
     }
+  }
+  if (cached.empty()) {
+    if (options_.immediate_handler) {
+      poll_commands(options_.immediate_handler);  // on this (the I/O) thread: no hand-off
+      send_outbox();
+    }
+    return;
   }
   std::lock_guard lock(out_mu_);
   outbox_.emplace_back(frame::kResult, std::move(cached));

@@ -43,6 +43,15 @@ struct FaultInjection {
   std::uint32_t drop_results = 0;  // the first N result frames are not sent (as if lost on the way)
 };
 
+// What a command handler sees: the verified command (valid during the call) and its envelope.
+struct IncomingCommand {
+  const wire::Command& command;
+  const wire::Envelope& envelope;
+  wire::MsgId id() const { return *envelope.msg_id(); }
+};
+
+using CommandHandler = std::function<wire::CommandResultT(const IncomingCommand&)>;
+
 struct NodeOptions {
   std::int32_t rank = 0;
   std::vector<std::uint32_t> layers;
@@ -58,14 +67,12 @@ struct NodeOptions {
   wire::EncodeOptions encode{};
   wire::DecodeLimits limits{};
   FaultInjection faults{};
+  // When set, commands are handled on the node's I/O thread as they arrive — no hand-off to the
+  // application's thread, no step agreement — and poll_commands()/take_commands() must not be used.
+  // For ranks (and tools) whose commands need not wait for a step boundary.
+  CommandHandler immediate_handler;
 };
 
-// What a command handler sees: the verified command (valid during the call) and its envelope.
-struct IncomingCommand {
-  const wire::Command& command;
-  const wire::Envelope& envelope;
-  wire::MsgId id() const { return *envelope.msg_id(); }
-};
 
 // A command taken from the queue to be answered later (see Node::take_commands).
 struct TakenCommand {
@@ -82,7 +89,7 @@ struct TakenCommand {
 
 class Node {
  public:
-  using Handler = std::function<wire::CommandResultT(const IncomingCommand&)>;
+  using Handler = CommandHandler;
 
   // Connects to the broker's command endpoint, learns the others from it (throws esper::Error if
   // the broker does not answer within connect_timeout), and starts the I/O thread.

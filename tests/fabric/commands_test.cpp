@@ -126,6 +126,29 @@ TEST_F(Commands, LostResultsAreRetriedAndTheCommandIsAppliedOnce) {
   EXPECT_EQ(rank.node().counters().commands_applied, 1u);
 }
 
+TEST_F(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
+  auto o = node_options(0);
+  o.faults.drop_results = 1;
+  std::atomic<int> applied{0};
+  std::thread::id handler_thread;
+  o.immediate_handler = [&](const IncomingCommand&) {
+    ++applied;
+    handler_thread = std::this_thread::get_id();
+    return wire::command_result(wire::Status::OK, 0);
+  };
+  Node node(ctx_, broker_.endpoints().cmd, o);
+  ASSERT_TRUE(wait_for_ranks(broker_, 1));
+  ClientOptions co;
+  co.retry.first = 30ms;
+  Client client(ctx_, broker_.endpoints().cmd, co);
+  const auto out = client.call(wire::shutdown(wire::to_rank(0), "now"));
+  ASSERT_TRUE(out.all_ok());
+  EXPECT_GE(out.targets[0].attempts, 2u) << "the first result was dropped, so the command was retried";
+  EXPECT_EQ(applied.load(), 1);
+  EXPECT_NE(handler_thread, std::this_thread::get_id());
+  EXPECT_EQ(node.queued_commands(), 0u) << "nothing waits for poll_commands()";
+}
+
 TEST_F(Commands, UnansweredCommandEndsWithTimeoutAndIsNotAppliedLater) {
   Node node(ctx_, broker_.endpoints().cmd, node_options(0));  // nobody polls its commands
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
