@@ -136,4 +136,8 @@ Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend
 #endif
 }
 
+void detail::check_copy_size(std::size_t want, std::size_t got) {
+  if (want != got) throw Error("tensor copy: expected " + std::to_string(want) + " floats, got " + std::to_string(got));
+}
+
 }  // namespace esper::kernels

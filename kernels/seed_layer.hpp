@@ -148,6 +148,22 @@ class SeedLayer {
   std::vector<float> alphas_;
 };
 
+namespace detail {
+// The one of a backend's four buffers (W, b, A, B) that holds `tensor`.
+template <class T>
+T& select(Tensor tensor, T& weight, T& bias, T& a, T& b) {
+  switch (tensor) {
+    case Tensor::BaseWeight: return weight;
+    case Tensor::BaseBias: return bias;
+    case Tensor::SeedA: return a;
+    case Tensor::SeedB: return b;
+  }
+  throw Error("unknown tensor");
+}
+// Throws esper::Error when a tensor copy's buffer does not have the tensor's size.
+void check_copy_size(std::size_t want, std::size_t got);
+}  // namespace detail
+
 struct LayerError {
   std::string text;
   std::string message() const { return text; }

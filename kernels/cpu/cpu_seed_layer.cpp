@@ -379,41 +379,25 @@ void CpuSeedLayer::step() {
 }
 
 std::vector<float>& CpuSeedLayer::tensor(Tensor t) {
-  switch (t) {
-    case Tensor::BaseWeight: return w_;
-    case Tensor::BaseBias: return bias_;
-    case Tensor::SeedA: return a_;
-    case Tensor::SeedB: return b_;
-  }
-  throw Error("unknown tensor");
+  return detail::select(t, w_, bias_, a_, b_);
 }
 
 const std::vector<float>& CpuSeedLayer::gradient(Tensor t) const {
-  switch (t) {
-    case Tensor::BaseWeight: return dw_;
-    case Tensor::BaseBias: return dbias_;
-    case Tensor::SeedA: return da_;
-    case Tensor::SeedB: return db_;
-  }
-  throw Error("unknown tensor");
-}
-
-void check_size(std::size_t want, std::size_t got) {
-  if (want != got) throw Error("tensor copy: expected " + std::to_string(want) + " floats, got " + std::to_string(got));
+  return detail::select(t, dw_, dbias_, da_, db_);
 }
 
 void CpuSeedLayer::read(Tensor t, std::span<float> values) const {
-  check_size(tensor(t).size(), values.size());
+  detail::check_copy_size(tensor(t).size(), values.size());
   std::copy(tensor(t).begin(), tensor(t).end(), values.begin());
 }
 
 void CpuSeedLayer::write(Tensor t, std::span<const float> values) {
-  check_size(tensor(t).size(), values.size());
+  detail::check_copy_size(tensor(t).size(), values.size());
   std::copy(values.begin(), values.end(), tensor(t).begin());
 }
 
 void CpuSeedLayer::read_gradient(Tensor t, std::span<float> values) const {
-  check_size(gradient(t).size(), values.size());
+  detail::check_copy_size(gradient(t).size(), values.size());
   std::copy(gradient(t).begin(), gradient(t).end(), values.begin());
 }
 

@@ -333,41 +333,25 @@ std::vector<ChunkTelemetry> CudaSeedLayer::telemetry() const {
 }
 
 const DeviceBuffer<float>& CudaSeedLayer::tensor(Tensor t) const {
-  switch (t) {
-    case Tensor::BaseWeight: return w_;
-    case Tensor::BaseBias: return bias_;
-    case Tensor::SeedA: return a_;
-    case Tensor::SeedB: return b_;
-  }
-  throw Error("unknown tensor");
+  return detail::select(t, w_, bias_, a_, b_);
 }
 
 const DeviceBuffer<float>& CudaSeedLayer::gradient(Tensor t) const {
-  switch (t) {
-    case Tensor::BaseWeight: return dw_;
-    case Tensor::BaseBias: return dbias_;
-    case Tensor::SeedA: return da_;
-    case Tensor::SeedB: return db_;
-  }
-  throw Error("unknown tensor");
-}
-
-void check_size(std::size_t want, std::size_t got) {
-  if (want != got) throw Error("tensor copy: expected " + std::to_string(want) + " floats, got " + std::to_string(got));
+  return detail::select(t, dw_, dbias_, da_, db_);
 }
 
 void CudaSeedLayer::read(Tensor t, std::span<float> values) const {
-  check_size(tensor(t).size(), values.size());
+  detail::check_copy_size(tensor(t).size(), values.size());
   ESPER_CUDA_CHECK(cudaMemcpy(values.data(), tensor(t).data(), tensor(t).bytes(), cudaMemcpyDeviceToHost));
 }
 
 void CudaSeedLayer::write(Tensor t, std::span<const float> values) {
-  check_size(tensor(t).size(), values.size());
+  detail::check_copy_size(tensor(t).size(), values.size());
   upload(tensor(t), values.data(), values.size());
 }
 
 void CudaSeedLayer::read_gradient(Tensor t, std::span<float> values) const {
-  check_size(gradient(t).size(), values.size());
+  detail::check_copy_size(gradient(t).size(), values.size());
   ESPER_CUDA_CHECK(cudaMemcpy(values.data(), gradient(t).data(), gradient(t).bytes(), cudaMemcpyDeviceToHost));
 }
 
