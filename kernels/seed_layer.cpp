@@ -125,12 +125,23 @@ const CudaStatus& cuda_status() {
   return status;
 }
 
-Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend, const SeedLayerConfig& config) {
+Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend, const SeedLayerConfig& config,
+                                                                 [[maybe_unused]] Memory memory) {
   if (auto why = validate(config); !why.empty()) return unexpected(LayerError{"invalid seed layer config: " + why});
   if (backend == Backend::Cpu) return make_cpu_seed_layer(config);
   if (!cuda_available()) return unexpected(LayerError{"CUDA backend unavailable: " + cuda_status().reason});
 #if defined(ESPER_KERNELS_WITH_CUDA)
-  return cuda::make_cuda_seed_layer(config);
+  return cuda::make_cuda_seed_layer(config, memory);
+#else
+  return unexpected(LayerError{"CUDA backend unavailable"});
+#endif
+}
+
+Expected<std::string, LayerError> select_device(int local_rank) {
+  if (local_rank < 0) return unexpected(LayerError{"select_device: local rank must be >= 0"});
+  if (!cuda_available()) return unexpected(LayerError{"CUDA backend unavailable: " + cuda_status().reason});
+#if defined(ESPER_KERNELS_WITH_CUDA)
+  return cuda::select_device(local_rank % cuda_status().devices);
 #else
   return unexpected(LayerError{"CUDA backend unavailable"});
 #endif

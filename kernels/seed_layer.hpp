@@ -6,10 +6,16 @@
 // W out×in, b out, A C×r×in (seed c's A_c is r×in), B out×r (rows of chunk c form B_c, n_c×r).
 // Blueprints: LowRank f = B A x; BottleneckMlp f = B relu(A x). B starts at zero, so a fresh seed
 // changes nothing at any α.
-// Where the data lives: the CPU backend reads and writes host memory; the CUDA backend takes device
-// pointers for x, target, out, grad_out and grad_x and works on the default stream. Parameters,
-// states, alphas, optimizer state and telemetry accumulators live in the backend's memory; read()
-// and write() copy them.
+// Where the data lives (Memory, chosen at make_seed_layer):
+//   span                                  Cpu     Cuda, Native   Cuda, Host
+//   forward x, out, options.target        host    device         host (staged through device copies)
+//   backward grad_out, grad_x             host    device         host (staged through device copies)
+//   read/write/read_gradient values       host    host           host
+//   gradient_buffer()                     host    device         device (what NCCL reduces)
+// Parameters, states, alphas, optimizer state and telemetry accumulators live in the backend's
+// memory; read() and write() copy them. The CUDA backend, staging included, works on the legacy
+// default stream: its copies and kernels are ordered with each other and with work on any blocking
+// stream (NCCL's), and a copy to a host span has completed when the call returns.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +32,11 @@
 namespace esper::kernels {
 
 enum class Backend : std::uint8_t { Cpu, Cuda };
+// Where forward's and backward's spans live: Native, the backend's own memory (host for Cpu, device
+// for Cuda); Host, host memory on either backend. A host-staged CUDA layer copies x and the target
+// to device buffers it owns (x stays there for backward), and out, grad_x back; it is for callers
+// that keep their data on the host, such as the morphogenesis driver.
+enum class Memory : std::uint8_t { Native, Host };
 enum class Blueprint : std::uint8_t { LowRank, BottleneckMlp };
 enum class OptimizerKind : std::uint8_t { Sgd, Adam };
 
@@ -169,16 +180,25 @@ struct LayerError {
   std::string message() const { return text; }
 };
 
-// Validates the config; Backend::Cuda fails with the reason when no device is usable.
-Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend, const SeedLayerConfig& config);
+// Validates the config; Backend::Cuda fails with "CUDA backend unavailable: <reason>" when no device
+// is usable (always in a build without CUDA). For Backend::Cpu, Memory::Host and Native are the same.
+Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend, const SeedLayerConfig& config,
+                                                                 Memory memory = Memory::Native);
 std::unique_ptr<SeedLayer> make_cpu_seed_layer(const SeedLayerConfig& config);  // precondition: valid config
 
 // Whether CUDA seed layers can run here. Probed once; when not, the reason is printed once to stderr.
 struct CudaStatus {
   bool available = false;
   std::string reason;  // why not, or the device name
+  int devices = 0;     // visible CUDA devices
 };
 const CudaStatus& cuda_status();
 inline bool cuda_available() { return cuda_status().available; }
+
+// Makes device (local_rank mod device count) current for this process's CUDA calls and returns its
+// name as "cuda:<index> <device name>". Call it before creating any CUDA layer or NCCL communicator:
+// their memory belongs to the device current at creation. Fails like make_seed_layer when CUDA is
+// unusable, or when the selected device is.
+Expected<std::string, LayerError> select_device(int local_rank);
 
 }  // namespace esper::kernels

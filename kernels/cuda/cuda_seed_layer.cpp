@@ -4,6 +4,10 @@
 // TF32); the blend with its telemetry, the seed gradients, the optimizer and the digest are the
 // kernels of seed_kernels.cu. The host keeps a mirror of the states (it decides which products to
 // skip) and only the base layer's step count.
+// Host-staged mode (Memory::Host) wraps the device-span forward and backward: host x, target and
+// grad_out are copied into device buffers the layer owns (x's copy is what backward reads), out and
+// grad_x are copied back. All of it is on the legacy default stream, like the kernels, so no extra
+// synchronisation is needed; the copies back to the host return when the data is there.
 #include "kernels/cuda/cuda_seed_layer.hpp"
 
 #include <algorithm>
@@ -66,7 +70,7 @@ class Gemm {
 
 class CudaSeedLayer final : public SeedLayer {
  public:
-  explicit CudaSeedLayer(const SeedLayerConfig& config);
+  CudaSeedLayer(const SeedLayerConfig& config, Memory memory);
 
   Backend backend() const override { return Backend::Cuda; }
   void reset_seed(int chunk) override;
@@ -89,6 +93,8 @@ class CudaSeedLayer final : public SeedLayer {
   void seeds_changed() override;
 
  private:
+  void forward_device(std::span<const float> x, std::span<float> out, const ForwardOptions& options);
+  void backward_device(std::span<const float> grad_out, std::span<float> grad_x);
   const DeviceBuffer<float>& tensor(Tensor t) const;
   const DeviceBuffer<float>& gradient(Tensor t) const;
   int hidden_width() const { return config_.chunks * config_.rank; }
@@ -119,9 +125,13 @@ class CudaSeedLayer final : public SeedLayer {
   DeviceBuffer<ChunkTelemetryDevice> telemetry_dev_;
   mutable DeviceBuffer<unsigned long long> digest_dev_;
   bool seed_gradients_pending_ = false, base_gradients_pending_ = false;
+
+  // Host-staged mode: device copies of the host spans.
+  bool host_io_ = false;
+  DeviceBuffer<float> x_stage_, target_stage_, out_stage_, grad_out_stage_, grad_x_stage_;
 };
 
-CudaSeedLayer::CudaSeedLayer(const SeedLayerConfig& config)
+CudaSeedLayer::CudaSeedLayer(const SeedLayerConfig& config, Memory memory)
     : SeedLayer(config),
       w_(tensor_size(config, Tensor::BaseWeight)),
       bias_(tensor_size(config, Tensor::BaseBias)),
@@ -140,7 +150,8 @@ CudaSeedLayer::CudaSeedLayer(const SeedLayerConfig& config)
       seed_steps_(sz(config.chunks)),
       generation_(sz(config.chunks), 0),
       telemetry_dev_(sz(config.chunks)),
-      digest_dev_(1) {
+      digest_dev_(1),
+      host_io_(memory == Memory::Host) {
   const bool adam = config.optimizer.kind == OptimizerKind::Adam;
   if (adam) {
     adam_a_ = AdamMoments(a_.size());
@@ -207,6 +218,25 @@ void CudaSeedLayer::reset_seed(int chunk) {
 }
 
 void CudaSeedLayer::forward(std::span<const float> x, std::span<float> out, const ForwardOptions& options) {
+  if (!host_io_) return forward_device(x, out, options);
+  batch_of(x, out);
+  const bool with_target = !options.target.empty();
+  if (with_target && options.target.size() != out.size()) throw Error("forward: target must be batch×out_features");
+  x_ = nullptr;  // the staging buffers may move
+  x_stage_.reserve(x.size());
+  out_stage_.reserve(out.size());
+  upload(x_stage_, x.data(), x.size());
+  ForwardOptions staged{{}, options.telemetry};
+  if (with_target) {
+    target_stage_.reserve(out.size());
+    upload(target_stage_, options.target.data(), out.size());
+    staged.target = {target_stage_.data(), out.size()};
+  }
+  forward_device({x_stage_.data(), x.size()}, {out_stage_.data(), out.size()}, staged);
+  ESPER_CUDA_CHECK(cudaMemcpy(out.data(), out_stage_.data(), out.size_bytes(), cudaMemcpyDeviceToHost));
+}
+
+void CudaSeedLayer::forward_device(std::span<const float> x, std::span<float> out, const ForwardOptions& options) {
   const int batch = batch_of(x, out);
   const int in = config_.in_features, n = config_.out_features, hw = hidden_width();
   const bool with_target = !options.target.empty();
@@ -253,6 +283,19 @@ void CudaSeedLayer::run_blend() {
 }
 
 void CudaSeedLayer::backward(std::span<const float> grad_out, std::span<float> grad_x) {
+  if (!host_io_) return backward_device(grad_out, grad_x);
+  if (x_ == nullptr) throw Error("backward: no forward pass to differentiate");
+  grad_out_stage_.reserve(grad_out.size());
+  upload(grad_out_stage_, grad_out.data(), grad_out.size());
+  if (!grad_x.empty()) grad_x_stage_.reserve(grad_x.size());
+  backward_device({grad_out_stage_.data(), grad_out.size()},
+                  grad_x.empty() ? std::span<float>{} : std::span<float>(grad_x_stage_.data(), grad_x.size()));
+  if (!grad_x.empty()) {
+    ESPER_CUDA_CHECK(cudaMemcpy(grad_x.data(), grad_x_stage_.data(), grad_x.size_bytes(), cudaMemcpyDeviceToHost));
+  }
+}
+
+void CudaSeedLayer::backward_device(std::span<const float> grad_out, std::span<float> grad_x) {
   if (x_ == nullptr) throw Error("backward: no forward pass to differentiate");
   const int batch = batch_, in = config_.in_features, n = config_.out_features, r = config_.rank, hw = hidden_width();
   if (grad_out.size() != sz(batch) * sz(n)) throw Error("backward: grad_out must be batch×out_features of the last forward");
@@ -411,6 +454,20 @@ EpilogueTiming CudaSeedLayer::time_epilogue(int iterations) {
   return {static_cast<double>(ms) / iterations, bytes};
 }
 
+// Device `index`'s properties, or why the kernels cannot run on it.
+Expected<cudaDeviceProp, LayerError> usable_device(int index) {
+  cudaDeviceProp prop{};
+  if (const cudaError_t e = cudaGetDeviceProperties(&prop, index); e != cudaSuccess) {
+    return unexpected(LayerError{std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorString(e)});
+  }
+  if (prop.major < 8) {
+    return unexpected(LayerError{std::string("device ") + prop.name + " has compute capability " +
+                                 std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                                 "; the kernels are built for 8.0 and 9.0"});
+  }
+  return prop;
+}
+
 }  // namespace
 
 CudaStatus probe_device() {
@@ -418,23 +475,28 @@ CudaStatus probe_device() {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();  // clear it so that later calls start clean
-    return {false, std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + ": " + cudaGetErrorString(status)};
+    const std::string why = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + ": " +
+                            cudaGetErrorString(status);
+    return {false, why, 0};
   }
-  if (count == 0) return {false, "no CUDA device found"};
-  cudaDeviceProp prop{};
-  if (const cudaError_t e = cudaGetDeviceProperties(&prop, 0); e != cudaSuccess) {
-    return {false, std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorString(e)};
-  }
-  if (prop.major < 8) {
-    return {false, std::string("device ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
-                       std::to_string(prop.minor) + "; the kernels are built for 8.0 and 9.0"};
-  }
-  return {true, std::string(prop.name) + " (compute capability " + std::to_string(prop.major) + "." +
-                    std::to_string(prop.minor) + ")"};
+  if (count == 0) return {false, "no CUDA device found", 0};
+  const auto prop = usable_device(0);
+  if (!prop) return {false, prop.error().text, count};
+  return {true, std::string(prop->name) + " (compute capability " + std::to_string(prop->major) + "." +
+                    std::to_string(prop->minor) + ")", count};
 }
 
-std::unique_ptr<SeedLayer> make_cuda_seed_layer(const SeedLayerConfig& config) {
-  return std::make_unique<CudaSeedLayer>(config);
+std::unique_ptr<SeedLayer> make_cuda_seed_layer(const SeedLayerConfig& config, Memory memory) {
+  return std::make_unique<CudaSeedLayer>(config, memory);
+}
+
+Expected<std::string, LayerError> select_device(int device) {
+  const auto prop = usable_device(device);
+  if (!prop) return unexpected(LayerError{"CUDA device " + std::to_string(device) + " unusable: " + prop.error().text});
+  if (const cudaError_t e = cudaSetDevice(device); e != cudaSuccess) {
+    return unexpected(LayerError{"cudaSetDevice(" + std::to_string(device) + ") failed: " + cudaGetErrorString(e)});
+  }
+  return "cuda:" + std::to_string(device) + " " + prop->name;
 }
 
 DeviceFloats::DeviceFloats(std::size_t count) : size_(count) {

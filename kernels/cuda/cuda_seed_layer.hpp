@@ -13,7 +13,10 @@
 namespace esper::kernels::cuda {
 
 CudaStatus probe_device();  // uncached: use kernels::cuda_status()
-std::unique_ptr<SeedLayer> make_cuda_seed_layer(const SeedLayerConfig& config);  // precondition: valid, device present
+// Precondition: valid config, device present. Memory::Host stages forward's and backward's spans.
+std::unique_ptr<SeedLayer> make_cuda_seed_layer(const SeedLayerConfig& config, Memory memory = Memory::Native);
+// cudaSetDevice(device) after checking its compute capability; precondition: 0 <= device < count.
+Expected<std::string, LayerError> select_device(int device);
 
 // A float array in device memory (RAII, move-only).
 class DeviceFloats {

@@ -50,7 +50,7 @@ std::unique_ptr<kernels::SeedLayer> make_layer(const Config& c) {
   lc.train_base = false;
   lc.optimizer = c.optimizer;
   lc.init_seed = c.seed;
-  auto made = kernels::make_seed_layer(kernels::Backend::Cpu, lc);
+  auto made = kernels::make_seed_layer(c.backend, lc, kernels::Memory::Host);
   if (!made) throw Error("morphogenesis: " + made.error().message());
   return std::move(made).value();
 }

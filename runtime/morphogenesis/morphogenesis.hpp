@@ -15,6 +15,12 @@
 // its next transition (a rejection is counted by rule and the seed keeps going); the layer is set
 // to the population's new states and α. Single-threaded and deterministic: the same Config gives
 // the same digest().
+//
+// Backend: the layers run on the CPU reference or, with Config::backend = Cuda, as host-staged CUDA
+// layers (kernels::Memory::Host): the driver keeps batches, targets, outputs and gradients on the
+// host either way, and only Replication::reduce_gradients sees the backend's memory (through
+// SeedLayer::gradient_buffer: device memory for CUDA, which NCCL reduces in place). A CUDA driver
+// must be created after kernels::select_device, if the process picks a device.
 #pragma once
 
 #include <array>
@@ -49,7 +55,9 @@ struct Config {
   float base_noise = 0.1f;
   float label_noise = 0.05f;
 
-  // Training of the seeds (the base is frozen).
+  // Training of the seeds (the base is frozen). Backend::Cuda throws esper::Error from the Driver's
+  // constructor, saying why, when the CUDA backend is unavailable.
+  kernels::Backend backend = kernels::Backend::Cpu;
   kernels::Blueprint blueprint = kernels::Blueprint::LowRank;
   kernels::OptimizerConfig optimizer{kernels::OptimizerKind::Adam, 1e-2f};
 
@@ -74,7 +82,9 @@ struct Config {
 
 // How data-parallel replicas stay identical: gradients are averaged between backward and the
 // optimizer step, and the per-chunk losses the guards read are averaged before smoothing. Both
-// are collectives, so every replica must step together.
+// are collectives, so every replica must step together. reduce_gradients gets the layer and reduces
+// its gradient_buffer()s, which live in the backend's memory (host for Cpu, device for Cuda);
+// reduce_losses gets host doubles.
 struct Replication {
   std::function<void(kernels::SeedLayer&)> reduce_gradients;
   std::function<void(std::span<double>)> reduce_losses;  // mean over replicas, in place
