@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build, and run the main job: 4 MPI ranks training seed
-# layers data-parallel on the CPU, rank 0 embedding the broker, a scripted command schedule growing
+# layers data-parallel on the CPU, rank 0 embedding the broker and the controller (balanced policy) growing
 # the seeds through the fabric. Extra arguments go to `esper run` (e.g. --steps 1200 --layers 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -18,7 +18,7 @@ for i in $(seq 1 "$repeats"); do
   for mode in fabric none; do
     flag=(); [[ $mode == none ]] && flag=(--no-fabric)
     mpirun --oversubscribe -np "$ranks" "$bin" run --steps "$steps" --progress-every 100000 \
-      --report "$out/$mode-$i.json" --schedule none ${ESPER_ARGS:-} "${flag[@]}" > /dev/null
+      --report "$out/$mode-$i.json" --policy none ${ESPER_ARGS:-} "${flag[@]}" > /dev/null
   done
 done
 python3 - "$out" "$repeats" "$steps" "$ranks" <<'PY'

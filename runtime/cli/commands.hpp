@@ -13,6 +13,8 @@ using Run = std::function<int()>;
 Run add_broker(CLI::App& app);
 Run add_ctl(CLI::App& app);
 Run add_watch(CLI::App& app);
+Run add_controller(CLI::App& app);
+Run add_top(CLI::App& app);
 #ifdef ESPER_HAVE_MPI
 Run add_run(CLI::App& app, int& argc, char**& argv);
 #endif

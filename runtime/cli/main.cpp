@@ -1,4 +1,4 @@
-// esper — the command-line tools: broker, ctl, watch (and more as they land).
+// esper — the command-line tools: broker, ctl, watch, controller, top, run.
 #include <spdlog/spdlog.h>
 
 #include <map>
@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   runs[ctl] = esper::cli::add_ctl(*ctl);
   auto* watch = app.add_subcommand("watch", "print telemetry and events from a broker");
   runs[watch] = esper::cli::add_watch(*watch);
+  auto* control = app.add_subcommand("controller", "drive a running job's seeds with a growth policy");
+  runs[control] = esper::cli::add_controller(*control);
+  auto* top = app.add_subcommand("top", "a live view of a running job");
+  runs[top] = esper::cli::add_top(*top);
 #ifdef ESPER_HAVE_MPI
   auto* run = app.add_subcommand("run", "the rank program: train seed layers as one rank of an MPI job");
   runs[run] = esper::cli::add_run(*run, argc, argv);

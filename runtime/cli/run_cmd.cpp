@@ -1,9 +1,32 @@
 // esper run: the rank program (one per MPI rank; see runtime/rank/rank_program.hpp), e.g.
 //   mpirun -np 4 esper run --layers 2 --steps 600
 #include "commands.hpp"
+#include "controller/policy.hpp"
 #include "rank/rank_program.hpp"
 
 namespace esper::cli {
+namespace {
+
+// Options from a TOML file, as if given on the command line, unless they were.
+void apply_config(CLI::App& app, const std::string& path) {
+  for (const auto& item : CLI::ConfigTOML().from_file(path)) {
+    const bool top = item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "run");
+    auto* opt = top ? app.get_option_no_throw("--" + item.name) : nullptr;
+    if (opt == nullptr || item.name == "config") {
+      throw CLI::ValidationError("--config", path + ": '" + item.fullname() +
+                                                 "' is not an option of esper run (esper run --help lists them)");
+    }
+    if (opt->count() > 0) continue;  // the command line wins
+    opt->add_result(item.inputs);
+    try {
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      throw CLI::ValidationError("--config", path + ": " + item.name + ": " + e.what());
+    }
+  }
+}
+
+}  // namespace
 
 Run add_run(CLI::App& app, int& argc, char**& argv) {
   auto cfg = std::make_shared<rank::RunConfig>();
@@ -17,7 +40,12 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
   app.add_option("--steps", l.steps, "training steps")->capture_default_str();
   app.add_option("--data-seed", l.seed, "seed of the synthetic teacher task")->capture_default_str();
   app.add_option("--broker", cfg->broker, "use this broker instead of starting one on rank 0");
-  app.add_option("--schedule", cfg->schedule, "advance, random:N or none (until the controller lands)")
+  auto* policy = app.add_option("--policy", cfg->policy, "the embedded controller's growth policy: aggressive, "
+                                                         "balanced, conservative, or none (seeds never germinate)")
+                     ->capture_default_str();
+  app.add_option("--schedule", cfg->schedule,
+                 "scripted commands instead of the controller: advance, random:N or none (implies --policy none "
+                 "unless --policy is given)")
       ->capture_default_str();
   app.add_option("--schedule-every", cfg->schedule_every, "steps between scheduled commands")
       ->check(CLI::PositiveNumber)
@@ -26,14 +54,29 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--report", cfg->report, "where rank 0 writes the JSON report")->capture_default_str();
+  app.add_option("--device", cfg->device,
+                 "auto, cpu or cuda. auto: CUDA when a device is usable (one per rank, on every rank, and the "
+                 "build has NCCL), else CPU; cuda without one is an error")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
   auto* hb = app.add_option("--heartbeat-ms", "heartbeat interval")->check(CLI::Range(10, 60'000));
+  auto config = std::make_shared<std::string>();
+  app.add_option("--config", *config,
+                 "read options from a TOML file: `name = value` per option, names without the dashes "
+                 "(e.g. steps = 1200); the command line overrides it")
+      ->check(CLI::ExistingFile);
   auto no_fabric = std::make_shared<bool>(false);
   app.add_flag("--no-fabric", *no_fabric, "run without broker, commands and telemetry (the overhead baseline)");
-  return [cfg, no_fabric, hb, &argc, &argv] {
+  return [&app, cfg, no_fabric, hb, policy, config, &argc, &argv] {
+    if (!config->empty()) apply_config(app, *config);
     if (*hb) cfg->heartbeat = std::chrono::milliseconds(hb->as<int>());
     cfg->fabric = !*no_fabric;
     if (cfg->schedule != "advance" && cfg->schedule != "none" && cfg->schedule.rfind("random:", 0) != 0) {
       throw CLI::ValidationError("--schedule", "'" + cfg->schedule + "' is not advance, random:N or none");
+    }
+    if (cfg->schedule != "none" && !*policy) cfg->policy = "none";
+    if (cfg->policy != "none" && !controller::preset(cfg->policy)) {
+      throw CLI::ValidationError("--policy", "'" + cfg->policy + "' is not aggressive, balanced, conservative or none");
     }
     if (cfg->layer.chunks > cfg->layer.out_features) {
       throw CLI::ValidationError("--chunks", "more chunks than output features");

@@ -3,42 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "controller/describe.hpp"
 #include "fabric/subscriber.hpp"
 #include "core/signals.hpp"
 
 namespace esper::cli {
-namespace {
-
-std::string describe_event(const wire::Event& e) {
-  switch (e.body_type()) {
-    case wire::EventBody::StateTransition: {
-      const auto* t = e.body_as_StateTransition();
-      return fmt::format("transition seed={} {} -> {} step={} reason='{}' by='{}'", t->seed(),
-                         wire::EnumNameSeedState(t->from()), wire::EnumNameSeedState(t->to()), e.step(),
-                         t->reason() ? t->reason()->str() : "", t->triggered_by() ? t->triggered_by()->str() : "");
-    }
-    case wire::EventBody::AnomalyAlert: {
-      const auto* a = e.body_as_AnomalyAlert();
-      return fmt::format("anomaly seed={} {}={} expected [{}, {}] severity={}", a->seed(),
-                         a->metric() ? a->metric()->str() : "", a->value(), a->expected_low(), a->expected_high(),
-                         wire::EnumNameSeverity(a->severity()));
-    }
-    case wire::EventBody::RankJoined: return fmt::format("rank {} joined", e.body_as_RankJoined()->rank());
-    case wire::EventBody::RankLost: {
-      const auto* l = e.body_as_RankLost();
-      return fmt::format("rank {} lost: {}", l->rank(), l->reason() ? l->reason()->str() : "");
-    }
-    case wire::EventBody::CommandFailed: {
-      const auto* f = e.body_as_CommandFailed();
-      return fmt::format("command failed at rank {}: {} {}", f->target_rank(), wire::EnumNameFailureReason(f->reason()),
-                         f->detail() ? f->detail()->str() : "");
-    }
-    case wire::EventBody::Checkpoint: return fmt::format("checkpoint step={}", e.step());
-    default: return "event of an unknown kind";
-  }
-}
-
-}  // namespace
 
 Run add_watch(CLI::App& app) {
   auto broker = std::make_shared<std::string>();
@@ -73,7 +42,7 @@ Run add_watch(CLI::App& app) {
                     static_cast<unsigned long long>(b->dropped_records()), first.c_str());
       } else if (const auto* e = d->message->body<wire::Event>()) {
         std::printf("%s #%llu %s\n", d->topic.c_str(), static_cast<unsigned long long>(d->meta.sequence),
-                    describe_event(*e).c_str());
+                    controller::describe(*e).c_str());
       }
       std::fflush(stdout);
     }

@@ -58,6 +58,22 @@ Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wir
   return h.msg_id;
 }
 
+Expected<wire::MsgId, SendError> Client::emit(const wire::EventT& event) {
+  wire::Header h;
+  h.msg_id = ids_.next();
+  h.partition_key = event.layer;
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = encoder_.encode(h, event);
+  if (!dealer_.send(type_frame(frame::kEvent), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(counters_.send_would_block);
+    return unexpected(SendError{SendErrc::WouldBlock, "the broker connection is full; poll() and try again"});
+  }
+  dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+  bump(counters_.events);
+  bump(counters_.frames_sent);
+  return h.msg_id;
+}
+
 bool Client::resend(Pending& p) {
   if (!dealer_.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     bump(counters_.send_would_block);

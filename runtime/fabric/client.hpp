@@ -72,6 +72,9 @@ class Client {
 
   [[nodiscard]] Expected<wire::MsgId, SendError> send(const wire::CommandT& command,
                                                       wire::Priority priority = wire::Priority::NORMAL);
+  // Publishes an event through the broker (stamped with its sequence, like a rank's): a
+  // controller's decisions and alerts. Would-block is returned, never dropped silently.
+  [[nodiscard]] Expected<wire::MsgId, SendError> emit(const wire::EventT& event);
   // Pumps I/O and timers for at most `timeout` (returns early once something completes) and
   // returns the commands that reached their terminal outcome.
   std::vector<CommandOutcome> poll(std::chrono::milliseconds timeout);

@@ -11,7 +11,9 @@
 #include <random>
 #include <thread>
 
+#include "controller/controller.hpp"
 #include "core/signals.hpp"
+#include "core/stats.hpp"
 #include "fabric/broker.hpp"
 #include "fabric/client.hpp"
 #include "fabric/node.hpp"
@@ -29,13 +31,6 @@ using lifecycle::State;
 
 constexpr State kAdvanceCycle[] = {State::GERMINATED,    State::TRAINING,   State::GRAFTING,  State::STABILIZATION,
                                    State::EVALUATING,    State::FINE_TUNING, State::FOSSILIZED};
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 std::string state_counts(const std::array<std::uint32_t, lifecycle::kStateCount>& counts) {
   std::string out;
@@ -186,6 +181,54 @@ std::vector<int> lost_ranks(const fabric::Broker& broker, int size) {
   return lost;
 }
 
+// The device every rank trains on. CUDA needs, on every rank, a usable device of its own (NCCL
+// refuses two ranks of one communicator on one device), selected by local rank before any layer
+// or communicator exists, and NCCL in the build for the gradients. The ranks agree over MPI: CUDA
+// only when every rank can use it.
+struct Device {
+  bool cuda = false;
+  std::string name = "cpu";  // or "cuda:<index> <device name>"
+};
+
+Device choose_device(const std::string& wanted, [[maybe_unused]] const mpi::World& world,
+                     [[maybe_unused]] MPI_Comm comm) {
+  if (wanted == "cpu") return {};
+#ifndef ESPER_HAVE_NCCL
+  if (wanted == "cuda") {
+    throw Error("--device cuda: this build of esper has no NCCL, which training on CUDA needs for the gradients "
+                "(configure with CUDA and NCCL, e.g. the cuda preset)");
+  }
+  return {};
+#else
+  Device mine{true, {}};
+  std::string why_not;
+  if (!kernels::cuda_available()) {
+    why_not = "CUDA backend unavailable: " + kernels::cuda_status().reason;
+  } else if (kernels::cuda_status().devices < world.local_size) {
+    why_not = std::to_string(world.local_size) + " ranks on " + world.node + " but " +
+              std::to_string(kernels::cuda_status().devices) + " CUDA device(s); NCCL needs one per rank";
+  } else if (auto selected = kernels::select_device(world.local_rank)) {
+    mine.name = std::move(selected).value();
+  } else {
+    why_not = selected.error().message();
+  }
+  int usable = why_not.empty() ? 1 : 0;
+  std::vector<int> all(static_cast<std::size_t>(world.size));
+  mpi::check(MPI_Allgather(&usable, 1, MPI_INT, all.data(), 1, MPI_INT, comm), "MPI_Allgather(device)");
+  std::string lacking;
+  for (int r = 0; r < world.size; ++r) {
+    if (all[static_cast<std::size_t>(r)] == 0) lacking += (lacking.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (lacking.empty()) return mine;
+  if (wanted == "cuda") {
+    const std::string here =
+        usable ? "" : " (rank " + std::to_string(world.rank) + " on " + world.node + ": " + why_not + ")";
+    throw Error("--device cuda: no usable CUDA device on rank(s) " + lacking + here);
+  }
+  return {};
+#endif
+}
+
 }  // namespace
 
 int run(const RunConfig& cfg, mpi::Session& session) {
@@ -194,6 +237,13 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   const auto started = Clock::now();
   install_stop_handlers();
   auto coll = mpi::make_mpi_collectives(session.comm());
+  // Gradients live where the layers run: NCCL reduces device buffers; losses and digests stay on MPI.
+  const Device device = choose_device(cfg.device, world, session.comm());
+  std::unique_ptr<mpi::Collectives> device_coll;
+#ifdef ESPER_HAVE_NCCL
+  if (device.cuda) device_coll = mpi::make_nccl_collectives(session.comm());
+#endif
+  mpi::Collectives* gradient_coll = device_coll ? device_coll.get() : coll.get();
 
   // The fabric: rank 0 embeds the broker; everyone learns its endpoint over MPI.
   zmq::context_t ctx;
@@ -220,8 +270,8 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     no.heartbeat_interval = cfg.heartbeat;
     node = std::make_unique<fabric::Node>(ctx, endpoint, no);
   }
-  std::printf("rank %d/%d pid %d on %s%s\n", world.rank, world.size, static_cast<int>(::getpid()), world.node.c_str(),
-              leader && cfg.fabric ? (" broker " + endpoint).c_str() : "");
+  std::printf("rank %d/%d pid %d on %s%s device %s\n", world.rank, world.size, static_cast<int>(::getpid()),
+              world.node.c_str(), leader && cfg.fabric ? (" broker " + endpoint).c_str() : "", device.name.c_str());
   std::fflush(stdout);
 
   // Seed layers: one driver per layer, replicas kept identical by the collectives.
@@ -232,10 +282,11 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     lc.seed = cfg.layer.seed + static_cast<std::uint64_t>(l) * 7919u;
     lc.data_stream = static_cast<std::uint64_t>(world.rank) + 1;
     lc.auto_advance = false;
+    lc.backend = device.cuda ? kernels::Backend::Cuda : kernels::Backend::Cpu;
     morphogenesis::Replication rep;
-    rep.reduce_gradients = [&coll](kernels::SeedLayer& layer) {
-      coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedA));
-      coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedB));
+    rep.reduce_gradients = [gradient_coll](kernels::SeedLayer& layer) {
+      gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedA));
+      gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedB));
     };
     rep.reduce_losses = [&coll, world_size_f](std::span<double> v) {
       coll->allreduce_sum(v);
@@ -246,6 +297,20 @@ int run(const RunConfig& cfg, mpi::Session& session) {
 
   std::unique_ptr<Schedule> schedule;
   if (leader && cfg.fabric && cfg.schedule != "none") schedule = std::make_unique<Schedule>(ctx, endpoint, cfg, world.size);
+  std::unique_ptr<controller::Controller> control;
+  if (leader && cfg.fabric && cfg.policy != "none") {
+    controller::ControllerOptions co;
+    co.broker = endpoint;
+    co.policy = controller::preset(cfg.policy);
+    co.job_id = world.job_id;
+    co.settle = std::chrono::milliseconds(0);  // a fresh job: no earlier controller's commands to wait for
+    co.tick = std::chrono::milliseconds(20);
+    control = std::make_unique<controller::Controller>(ctx, co);
+    control->start();
+    // Train once the controller listens, so that it sees the job from its first step.
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    while (!control->stats().joined && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 
   // Commands: applied by every replica at the same boundary.
   std::atomic<bool> stop_by_command{false};
@@ -299,6 +364,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     report["status"] = status;
     report["job_id"] = world.job_id;
     report["world_size"] = world.size;
+    report["device"] = device.name;
     report["wall_seconds"] = std::chrono::duration<double>(Clock::now() - started).count();
     {
       std::lock_guard lock(progress.mu);
@@ -314,6 +380,18 @@ int run(const RunConfig& cfg, mpi::Session& session) {
                              {"records_dropped", c.telemetry_records_dropped}};
     }
     if (schedule) report["schedule"] = schedule->report();
+    if (control) {
+      const auto st = control->stats();
+      report["controller"] = {{"policy", cfg.policy},
+                              {"decisions", st.decisions},
+                              {"commands", st.commands},
+                              {"seeds_applied", st.seeds_applied},
+                              {"seeds_rejected", st.seeds_rejected},
+                              {"seeds_failed", st.seeds_failed},
+                              {"anomaly_alerts", st.alerts},
+                              {"emergency_stopped", st.emergency_stopped},
+                              {"latency_ms", {{"p50", st.latency_p50_ms}, {"p99", st.latency_p99_ms}}}};
+    }
     std::ofstream(cfg.report) << report.dump(2) << "\n";
   };
 
@@ -435,6 +513,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   if (schedule) schedule->stop_sending();
   if (commands) commands->finish(step);
   if (schedule) schedule->finish();
+  if (control) control->stop();
   mpi::check(MPI_Barrier(session.comm()), "MPI_Barrier");
   if (node) node->stop();
 
@@ -451,8 +530,11 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       for (std::size_t i = 0; i < sm.states.size(); ++i) {
         if (sm.states[i]) states[wire::EnumNamesSeedState()[i]] = sm.states[i];
       }
+      json seed_states = json::array();
+      for (const auto s : sm.seed_states) seed_states.push_back(wire::EnumNameSeedState(static_cast<wire::SeedState>(s)));
       layers.push_back({{"layer", l}, {"base_loss", sm.base_loss}, {"final_loss", sm.final_loss},
-                        {"reduction", sm.reduction}, {"seeds", states}, {"transitions", sm.transitions}});
+                        {"reduction", sm.reduction}, {"seeds", states}, {"seed_states", seed_states},
+                        {"transitions", sm.transitions}});
     }
     json extra;
     extra["loss"] = {{"base_held_out", base},

@@ -2,8 +2,9 @@
 // layers data-parallel on its own batches of a synthetic teacher task; gradients and the losses
 // the lifecycle guards read are averaged over ranks, so replicas stay identical. Rank 0 embeds the
 // broker and broadcasts its endpoint; every rank connects a fabric node, publishes telemetry,
-// applies commands at step boundaries (StepCommands) and answers them. Until the controller lands,
-// rank 0 drives the seeds with a scripted command schedule sent through the fabric like any client.
+// applies commands at step boundaries (StepCommands) and answers them. Rank 0 also runs the
+// controller (controller/controller.hpp) with a growth policy, which drives the seeds through the
+// fabric like any client; or, for tests and benchmarks, a scripted command schedule.
 // Progress goes to stdout on rank 0; a JSON report is written at the end, also after SIGINT/SIGTERM.
 #pragma once
 
@@ -21,15 +22,19 @@ struct RunConfig {
   morphogenesis::Config layer;          // dims, chunks, rank, batch per rank, steps, teacher seed
   std::string broker;                   // empty: rank 0 runs an embedded broker
   std::chrono::milliseconds heartbeat{1000};
-  std::string schedule = "advance";     // advance | random:N | none
+  std::string policy = "balanced";      // the embedded controller's preset, or "none"
+  std::string schedule = "none";        // scripted commands instead: advance | random:N | none
   std::uint32_t schedule_every = 10;    // steps between the scripted commands
   std::uint32_t progress_every = 50;
   std::string report = "esper-report.json";
   bool fabric = true;                   // false: no broker, node or telemetry (overhead baseline)
   std::uint64_t schedule_seed = 7;
+  // auto | cpu | cuda. auto: CUDA when every rank has a usable device of its own and the build has
+  // NCCL, else CPU; cuda without that is an error. Every rank uses the same kind (docs/seed-layers.md).
+  std::string device = "auto";
 };
 
-// Exit codes: 0 completed; 2 stopped by a signal; 3 stopped by an EmergencyStop/Shutdown command;
+// Exit codes: 1 an error (esper::Error, e.g. --device cuda without a usable device); 0 completed; 2 stopped by a signal; 3 stopped by an EmergencyStop/Shutdown command;
 // 4 replicas diverged (state digests differ); 5 a peer rank was lost.
 int run(const RunConfig& config, mpi::Session& session);
 

@@ -161,6 +161,22 @@ EventT anomaly_alert(std::uint32_t layer, std::uint64_t step, std::uint32_t seed
   return event(layer, step, std::move(a));
 }
 
+EventT decision(std::uint32_t layer, std::uint64_t step, DecisionFields d) {
+  DecisionT t;
+  t.policy = std::move(d.policy);
+  t.action = d.action;
+  t.target = d.target;
+  t.seeds = std::move(d.seeds);
+  t.reason = std::move(d.reason);
+  t.command_id = std::make_unique<MsgId>(d.command_id);
+  t.applied = std::move(d.applied);
+  t.rejected = std::move(d.rejected);
+  t.status = d.status;
+  t.failure = std::move(d.failure);
+  t.latency_ns = d.latency_ns;
+  return event(layer, step, std::move(t));
+}
+
 EventT rank_joined(std::int32_t rank, std::int32_t world_size, std::string host, std::uint32_t pid,
                    std::vector<std::uint32_t> layers) {
   RankJoinedT j;

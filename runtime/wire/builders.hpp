@@ -60,6 +60,20 @@ struct CommandOptions {
                                std::string reason);
 [[nodiscard]] EventT command_failed(MsgId command_id, std::int32_t target_rank, FailureReason reason,
                                     std::string detail, std::uint32_t attempts, bool dead_lettered);
+// A controller's decision and how it ended (see fbs/event.fbs, Decision).
+struct DecisionFields {
+  std::string policy;
+  DecisionAction action = DecisionAction::WAKE;
+  SeedState target = SeedState::DORMANT;
+  std::vector<std::uint32_t> seeds;
+  std::string reason;
+  MsgId command_id{};
+  std::vector<std::uint32_t> applied, rejected;
+  Status status = Status::OK;
+  std::string failure;
+  std::uint64_t latency_ns = 0;
+};
+[[nodiscard]] EventT decision(std::uint32_t layer, std::uint64_t step, DecisionFields d);
 [[nodiscard]] EventT checkpoint(std::uint64_t step, std::string path, std::uint64_t digest, std::uint64_t bytes);
 
 // --- liveness and state

@@ -27,7 +27,7 @@
 namespace esper::wire {
 
 inline constexpr std::uint16_t kSchemaMajor = 1;
-inline constexpr std::uint16_t kSchemaMinor = 0;
+inline constexpr std::uint16_t kSchemaMinor = 1;  // 1.1: the Decision event
 inline constexpr const char* kFileIdentifier = "ESPR";
 
 struct DecodeLimits {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "support/mpi_env.hpp"
 #include "support/process.hpp"
 
 namespace esper {
@@ -19,17 +20,7 @@ using namespace std::chrono_literals;
 
 class MpiJob : public ::testing::Test {
  protected:
-  void SetUp() override {
-    // mpirun refuses root without these; --oversubscribe lets 4 ranks share 2 cores.
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    ::setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-    dir_ = std::filesystem::temp_directory_path() /
-           ("esper-mpi-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { testing::allow_mpirun(); }
 
   std::vector<std::string> mpirun(int ranks, std::vector<std::string> args) {
     std::vector<std::string> argv{ESPER_MPIEXEC, "--oversubscribe", "-np", std::to_string(ranks), ESPER_CLI, "run",
@@ -45,7 +36,7 @@ class MpiJob : public ::testing::Test {
   }
   static int exit_code(const std::optional<int>& st) { return st && WIFEXITED(*st) ? WEXITSTATUS(*st) : -1; }
 
-  std::filesystem::path dir_;
+  testing::TestDir dir_{"mpi-test"};
 };
 
 TEST_F(MpiJob, TwoRanksTrainTogetherAndLowerTheLoss) {
@@ -59,12 +50,48 @@ TEST_F(MpiJob, TwoRanksTrainTogetherAndLowerTheLoss) {
   EXPECT_EQ(r["steps_run"], 400);
   EXPECT_TRUE(r["digests"]["equal"].get<bool>()) << r["digests"].dump();
   EXPECT_GE(r["loss"]["reduction"].get<double>(), 0.5) << r["loss"].dump();
-  const auto& s = r["schedule"];
-  EXPECT_GT(s["sent"].get<int>(), 0);
-  EXPECT_EQ(s["completed"], s["sent"]);
-  EXPECT_EQ(s["outcomes"], s["targets_expected"]);
-  EXPECT_EQ(s["duplicate_outcomes"], 0);
+  // Rank 0's embedded controller grew the seeds with the balanced policy.
+  const auto& c = r["controller"];
+  EXPECT_EQ(c["policy"], "balanced");
+  EXPECT_GT(c["decisions"].get<int>(), 0) << c.dump();
+  EXPECT_GT(c["seeds_applied"].get<int>(), 0) << c.dump();
+  EXPECT_EQ(c["seeds_failed"], 0) << c.dump();
+  EXPECT_LE(r["commands"]["applied"].get<int>(), c["commands"].get<int>()) << "no command applied twice";
   EXPECT_NE(job.output().find("step 300/400"), std::string::npos) << "progress lines are printed";
+}
+
+// The controller helps (issue 6): the main job with the balanced policy against the same job with
+// seeds that never germinate (--policy none: the frozen base layers alone), same data.
+TEST_F(MpiJob, ThePolicyEndsWithAtLeastHalfTheLossOfSeedsThatNeverGerminate) {
+  auto final_loss = [&](const std::string& policy) {
+    ChildProcess job(mpirun(2, {"--steps", "600", "--progress-every", "600", "--policy", policy}));
+    const auto st = job.wait(90s);
+    EXPECT_EQ(exit_code(st), 0) << job.output();
+    const auto r = report();
+    EXPECT_TRUE(r["digests"]["equal"].get<bool>()) << r.dump();
+    return r["loss"]["final_held_out"].get<double>();
+  };
+  const double frozen = final_loss("none");
+  const double grown = final_loss("balanced");
+  EXPECT_GT(frozen, 0.0);
+  EXPECT_LE(grown, 0.5 * frozen) << "balanced " << grown << " vs never germinated " << frozen;
+}
+
+TEST_F(MpiJob, AConfigFileSetsTheOptionsAndTheCommandLineWins) {
+  const auto config = (dir_ / "run.toml").string();
+  std::ofstream(config) << "# esper run options\nlayers = 1\nchunks = 4\nsteps = 500\npolicy = \"none\"\n";
+  ChildProcess job(mpirun(2, {"--config", config, "--steps", "40"}));
+  ASSERT_EQ(exit_code(job.wait(60s)), 0) << job.output();
+  const auto r = report();
+  EXPECT_EQ(r["steps_run"], 40) << "the command line overrides the file";
+  ASSERT_EQ(r["layers"].size(), 1u) << "layers = 1 from the file";
+  EXPECT_EQ(r["layers"][0]["seed_states"].size(), 4u) << "chunks = 4 from the file";
+  EXPECT_FALSE(r.contains("controller")) << "policy = none from the file";
+
+  std::ofstream(config) << "steps = 40\nstepz = 3\n";
+  ChildProcess bad(mpirun(1, {"--config", config}));
+  EXPECT_NE(exit_code(bad.wait(30s)), 0);
+  EXPECT_NE(bad.output().find("'stepz' is not an option of esper run"), std::string::npos) << bad.output();
 }
 
 TEST_F(MpiJob, FourReplicasStayIdenticalUnderHundredsOfRandomCommands) {

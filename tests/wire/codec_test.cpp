@@ -120,6 +120,9 @@ TEST_P(RoundTrip, EveryEventKind) {
       rank_lost(4, 123456789, 3, "no heartbeat for 3 intervals"),
       command_failed(MsgId(5, 6), 4, FailureReason::RANK_LOST, "rank 4 lost", 2, true),
       checkpoint(500, "/scratch/ckpt-500", 0xfeedbeef, 1 << 20),
+      decision(2, 300, {"balanced", DecisionAction::ADVANCE, SeedState::GRAFTING, {1, 4, 5},
+                        "shadow loss 3.1% below the chunk loss", MsgId(8, 9), {1, 4}, {5}, Status::REJECTED,
+                        "min_steps: TRAINING needs 100 steps in state, has 97", 412'000}),
   };
   for (const auto& e : events) EXPECT_EQ(round_trip(e), e);
 }

@@ -124,13 +124,16 @@ class RandomMessages {
   }
 
   EventT event() {
-    switch (u32(5)) {
+    switch (u32(6)) {
       case 0: return state_transition(u32(), u64(), u32(), state(), state(), text(), text(), msg_id());
       case 1: return anomaly_alert(u32(), u64(), u32(), text(), real(), real(), real(), pick(Severity::MAX), text(), real());
       case 2: return rank_joined(i32(), i32(), text(), u32(), u32s());
       case 3: return rank_lost(i32(), u64(), u32(), text());
       case 4: return command_failed(msg_id(), i32(), pick(FailureReason::MAX), text(), u32(), coin());
-      default: return checkpoint(u64(), text(), u64(), u64());
+      case 5: return checkpoint(u64(), text(), u64(), u64());
+      default:
+        return decision(u32(), u64(), {text(), pick(DecisionAction::MAX), state(), u32s(), text(), msg_id(), u32s(),
+                                       u32s(), pick(Status::MAX), text(), u64()});
     }
   }
 
@@ -152,7 +155,7 @@ class RandomMessages {
   std::vector<std::uint8_t> any_frame(Encoder& enc) {
     const Header h = header();
     std::span<const std::uint8_t> f;
-    switch (u32(5)) {
+    switch (u32(6)) {
       case 0: f = enc.encode(h, command()); break;
       case 1: f = enc.encode(h, result()); break;
       case 2: f = enc.encode(h, telemetry(200)); break;

@@ -1,0 +1,74 @@
+// esper controller: a standalone controller for a running job (DESIGN.md §1, §7), e.g.
+//   esper controller --broker tcp://node0:5555 --policy balanced
+// It joins late (snapshot, then deltas), drives the seeds with the policy, publishes its decisions
+// and anomaly alerts as events, prints a line per decision, and stops cleanly on SIGINT/SIGTERM
+// (commands in flight get their outcomes first) with a summary line.
+#include <spdlog/spdlog.h>
+
+#include "commands.hpp"
+#include "controller/controller.hpp"
+#include "controller/describe.hpp"
+#include "core/signals.hpp"
+
+namespace esper::cli {
+
+Run add_controller(CLI::App& app) {
+  auto opts = std::make_shared<controller::ControllerOptions>();
+  auto policy = std::make_shared<std::string>("balanced");
+  auto tick_ms = std::make_shared<int>(100);
+  auto settle_ms = std::make_shared<int>(400);
+  app.add_option("--broker", opts->broker, "the broker's command endpoint, e.g. tcp://node0:5555")->required();
+  app.add_option("--policy", *policy, "aggressive, balanced, conservative, or none (observe and detect only)")
+      ->capture_default_str();
+  app.add_option("--tick-ms", *tick_ms, "milliseconds between decisions")->check(CLI::Range(1, 60'000))->capture_default_str();
+  app.add_option("--settle-ms", *settle_ms, "milliseconds to listen after joining before the first decision")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
+  app.add_option("--command-timeout-ms", opts->command_timeout_ms, "timeout of each command")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  app.add_flag("!--no-anomalies", opts->detect_anomalies, "do not run anomaly detection");
+  return [opts, policy, tick_ms, settle_ms] {
+    if (*policy != "none") {
+      opts->policy = controller::preset(*policy);
+      if (!opts->policy) {
+        throw CLI::ValidationError("--policy", "'" + *policy + "' is not aggressive, balanced, conservative or none");
+      }
+    }
+    opts->tick = std::chrono::milliseconds(*tick_ms);
+    opts->settle = std::chrono::milliseconds(*settle_ms);
+    install_stop_handlers();
+    zmq::context_t ctx;
+    controller::Controller control(ctx, *opts);
+    std::size_t printed = 0;
+    auto print_decisions = [&] {
+      const auto log = control.decision_events();
+      for (; printed < log.size(); ++printed) {
+        flatbuffers::FlatBufferBuilder fbb;
+        fbb.Finish(wire::Event::Pack(fbb, &log[printed]));
+        std::printf("%s\n", controller::describe(*flatbuffers::GetRoot<wire::Event>(fbb.GetBufferPointer())).c_str());
+      }
+      std::fflush(stdout);
+    };
+    control.pump(std::chrono::milliseconds(0));  // joins: live subscription and the job's snapshot
+    std::printf("joined %s, policy %s\n", opts->broker.c_str(), policy->c_str());
+    std::fflush(stdout);
+    while (!stop_requested()) {
+      control.pump(std::chrono::milliseconds(20));
+      print_decisions();
+      if (control.stats().emergency_stopped && control.in_flight() == 0) break;
+    }
+    control.stop();
+    print_decisions();
+    const auto st = control.stats();
+    std::printf("stopped: decisions=%llu commands=%llu applied=%llu rejected=%llu failed=%llu alerts=%llu "
+                "latency_ms p50=%.2f p99=%.2f%s\n",
+                static_cast<unsigned long long>(st.decisions), static_cast<unsigned long long>(st.commands),
+                static_cast<unsigned long long>(st.seeds_applied), static_cast<unsigned long long>(st.seeds_rejected),
+                static_cast<unsigned long long>(st.seeds_failed), static_cast<unsigned long long>(st.alerts),
+                st.latency_p50_ms, st.latency_p99_ms, st.emergency_stopped ? " (emergency stop)" : "");
+    return 0;
+  };
+}
+
+}  // namespace esper::cli
