@@ -51,8 +51,19 @@ Controller::~Controller() { stop(); }
 
 void Controller::start() {
   thread_ = std::thread([this] {
-    while (!stop_.load(std::memory_order_relaxed)) pump(std::chrono::milliseconds(20));
+    try {
+      while (!stop_.load(std::memory_order_relaxed)) pump(std::chrono::milliseconds(20));
+    } catch (const std::exception& e) {
+      spdlog::error("controller: {}", e.what());
+      std::lock_guard lock(mu_);
+      error_ = e.what();
+    }
   });
+}
+
+std::string Controller::error() const {
+  std::lock_guard lock(mu_);
+  return error_;
 }
 
 void Controller::stop() noexcept {

@@ -84,7 +84,7 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  void start();            // runs pump() on its own thread until stop()
+  void start();            // runs pump() on its own thread until stop() or an error (see error())
   void stop() noexcept;    // idempotent; waits (bounded) for commands in flight
 
   // One round: receive what arrived within `budget`, collect outcomes, decide when due.
@@ -99,6 +99,8 @@ class Controller {
   [[nodiscard]] std::size_t in_flight() const;
 
   [[nodiscard]] PopulationView view() const;
+  // Why the thread start() ran has ended early (e.g. the broker did not answer); empty if it has not.
+  [[nodiscard]] std::string error() const;
   [[nodiscard]] ControllerStats stats() const;
   // Every decision's event (as published), oldest first, at most the last 1,000.
   [[nodiscard]] std::vector<wire::EventT> decision_events() const;
@@ -136,6 +138,7 @@ class Controller {
   std::uint64_t next_request_ = 1;
   std::chrono::steady_clock::time_point joined_at_{}, next_decision_{};
   bool joined_ = false;
+  std::string error_;
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -309,7 +309,13 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     control->start();
     // Train once the controller listens, so that it sees the job from its first step.
     const auto until = Clock::now() + std::chrono::seconds(10);
-    while (!control->stats().joined && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (!control->stats().joined && control->error().empty() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!control->stats().joined) {
+      throw Error("the controller could not join the broker at " + endpoint + ": " +
+                  (control->error().empty() ? "no answer within 10 s" : control->error()));
+    }
   }
 
   // Commands: applied by every replica at the same boundary.
@@ -434,15 +440,22 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   std::uint64_t records_at_last_report = 0;
   std::uint64_t records_published = 0;  // handed to the node (it batches them per 100 ms window)
   for (step = 0; step < cfg.layer.steps; ++step) {
-    int stop = stop_requested() ? 1 : 0;
-    mpi::check(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_INT, MPI_MAX, session.comm()), "MPI_Allreduce(stop)");
+    // One collective per boundary: whether any rank was signalled, and (with the fabric) the
+    // commands every replica applies now.
+    progress.boundary_ns = now_ns();
+    bool stop = stop_requested();
+    if (commands) {
+      commands->boundary(step, apply, &stop);
+    } else {
+      int any = stop ? 1 : 0;
+      mpi::check(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, session.comm()), "MPI_Allreduce(stop)");
+      stop = any != 0;
+    }
     if (stop) {
       status = "stopped by a signal";
       exit_code = 2;
       break;
     }
-    progress.boundary_ns = now_ns();
-    if (commands) commands->boundary(step, apply);
     if (stop_by_command) {
       status = "stopped by " + stop_reason;
       exit_code = 3;

@@ -43,7 +43,7 @@ void StepCommands::answer_or_keep(const Key& k, wire::Priority p, wire::CommandR
   }
 }
 
-std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply) {
+std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool* stop) {
   // Own copies: answer at once what was decided before they arrived; keep the rest.
   for (auto& c : node_->take_commands()) {
     ++counts_.received;
@@ -81,7 +81,15 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply) {
       put(plan, bytes.data(), bytes.size());
     }
   }
-  plan = mpi::broadcast(plan, 0, comm_);
+  // {any rank stopping, the plan's size}: the leader's size is the only one that is not 0.
+  std::uint64_t agreed[2] = {stop != nullptr && *stop ? 1u : 0u, plan.size()};
+  mpi::check(MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_UINT64_T, MPI_MAX, comm_), "MPI_Allreduce(boundary)");
+  if (stop != nullptr) *stop = agreed[0] != 0;
+  if (agreed[0] != 0) return 0;
+  if (agreed[1] > 0) {
+    plan.resize(agreed[1]);
+    mpi::check(MPI_Bcast(plan.data(), static_cast<int>(agreed[1]), MPI_BYTE, 0, comm_), "MPI_Bcast(commands)");
+  }
 
   std::size_t applied = 0;
   for (std::size_t at = 0; at + 6 <= plan.size();) {

@@ -29,7 +29,10 @@ class StepCommands {
   StepCommands(fabric::Node* node, int world_rank, MPI_Comm comm = MPI_COMM_WORLD);
 
   // Collective: every rank calls it at every step boundary. Returns the number applied.
-  std::size_t boundary(std::uint64_t step, const Apply& apply);
+  // With `stop`, the same collective also agrees on it: on return *stop is true when any rank's
+  // was, and then nothing is applied (what was taken stays for finish()). One allreduce per step
+  // carries both; the commands' bytes follow in a broadcast only when there are any.
+  std::size_t boundary(std::uint64_t step, const Apply& apply, bool* stop = nullptr);
   // Collective, after the last boundary: every command not applied is answered REJECTED ("the job
   // ended"), on every rank, and so is every command that arrives later.
   void finish(std::uint64_t step);

@@ -1,6 +1,7 @@
 // Step-consistent commands on one MPI rank (a singleton MPI process: no launcher needed): a command
 // for a past step is answered STALE and not applied; one for a future step waits for exactly that
-// step; one without a step is applied at the next boundary.
+// step; one without a step is applied at the next boundary; at a boundary that agrees to stop,
+// nothing is applied and the job's end answers what was taken.
 #include <gtest/gtest.h>
 
 #include "fabric/fabric_fixture.hpp"
@@ -60,8 +61,24 @@ TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
   EXPECT_EQ(commands.counts().stale, 1u);
   EXPECT_EQ(commands.counts().applied, 2u);
 
+  // A stop agreed at a boundary applies nothing; a command taken there is answered by finish().
+  const auto stopping = client.send(wire::shutdown(wire::to_rank(0), "stopping", 0, at(-1)));
+  ASSERT_TRUE(stopping);
+  while (node.queued_commands() < 1 && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+  bool stop = true;
+  EXPECT_EQ(commands.boundary(step, apply, &stop), 0u);
+  EXPECT_TRUE(stop);
+
   // After the end, nothing more is applied: queued and later commands are answered REJECTED.
   commands.finish(step);
+  fabric::TargetOutcome stopped;
+  for (int i = 0; i < 50 && !stopped.has_result; ++i) {
+    for (auto& o : client.poll(20ms)) {
+      if (o.id.seq() == stopping->seq()) stopped = o.targets.at(0);
+    }
+  }
+  ASSERT_TRUE(stopped.has_result);
+  EXPECT_EQ(stopped.result.status, wire::Status::REJECTED) << stopped.result.error;
   const auto late = client.call(wire::shutdown(wire::to_rank(0), "late"));
   ASSERT_TRUE(late.targets.at(0).has_result);
   EXPECT_EQ(late.targets[0].result.status, wire::Status::REJECTED);
