@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Step time of the main job at N ranks with and without the fabric (broker, commands, telemetry),
 # alternating runs in the same session (issue 5). Usage: bench/mpi/step_overhead.sh [ranks] [steps] [repeats]
-# Reads wall_seconds from each run's report; prints both medians and the overhead.
+# Reads each run's report: the training loop's time per step (train_seconds / steps) gives the
+# overhead per step; start-up and shutdown (wall_seconds - train_seconds) are printed apart.
 # ESPER_ARGS adds `esper run` arguments to both (e.g. "--in 256 --out 256 --chunks 32 --batch 128").
 # Both runs do the same arithmetic: no scheduled commands (--schedule none), so no seed leaves
 # DORMANT in either, and the difference is the fabric alone (broker, heartbeats, the step-boundary
@@ -24,8 +25,11 @@ done
 python3 - "$out" "$repeats" "$steps" "$ranks" <<'PY'
 import json, statistics, sys
 out, n, steps, ranks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-t = {m: statistics.median(json.load(open(f"{out}/{m}-{i}.json"))["wall_seconds"] for i in range(1, n + 1)) for m in ("fabric", "none")}
-per = {m: 1000 * t[m] / steps for m in t}
+def med(m, key):
+    return statistics.median(json.load(open(f"{out}/{m}-{i}.json"))[key] for i in range(1, n + 1))
+per = {m: 1000 * med(m, "train_seconds") / steps for m in ("fabric", "none")}
+fixed = {m: med(m, "wall_seconds") - med(m, "train_seconds") for m in ("fabric", "none")}
 print(f"ranks {ranks} steps {steps}: step time {per['fabric']:.3f} ms with the fabric, {per['none']:.3f} ms without; "
-      f"overhead {100 * (t['fabric'] / t['none'] - 1):+.1f}% (target < 3%)")
+      f"overhead {100 * (per['fabric'] / per['none'] - 1):+.1f}% (target < 3%); "
+      f"start-up and shutdown {fixed['fabric']:.2f} s with, {fixed['none']:.2f} s without")
 PY

@@ -439,6 +439,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   auto last_report = Clock::now();
   std::uint64_t records_at_last_report = 0;
   std::uint64_t records_published = 0;  // handed to the node (it batches them per 100 ms window)
+  const auto training_started = Clock::now();
   for (step = 0; step < cfg.layer.steps; ++step) {
     // One collective per boundary: whether any rank was signalled, and (with the fabric) the
     // commands every replica applies now.
@@ -507,6 +508,9 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     }
   }
 
+  // The training loop alone: what a step costs, without start-up and shutdown.
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - training_started).count();
+
   // Replicas must agree, layer by layer.
   json digests = json::array();
   bool equal = true;
@@ -555,6 +559,8 @@ int run(const RunConfig& cfg, mpi::Session& session) {
                      {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0}};
     extra["layers"] = layers;
     extra["transitions"] = transitions;
+    extra["train_seconds"] = train_seconds;
+    extra["step_ms"] = step > 0 ? 1000.0 * train_seconds / static_cast<double>(step) : 0.0;
     extra["digests"] = {{"equal", equal}, {"per_layer", digests}};
     if (commands) {
       const auto& k = commands->counts();
