@@ -226,6 +226,7 @@ StepReport Driver::step() {
     report.loss_without_seeds += t.loss_without_seed;
   }
   update_metrics(telemetry);
+  telemetry_ = std::move(telemetry);
   population_.tick(metrics_);
 
   for (std::uint32_t id = 0; config_.auto_advance && id < population_.size(); ++id) {

@@ -177,6 +177,9 @@ class Driver {
   kernels::SeedLayer& layer() { return *layer_; }
   const lifecycle::Population& population() const { return population_; }
   const lifecycle::SeedMetrics& metrics(int chunk) const { return metrics_[static_cast<std::size_t>(chunk)]; }
+  // The last step's per-chunk telemetry from the layer (activation statistics of this replica's
+  // batch; the losses averaged over replicas).
+  const std::vector<kernels::ChunkTelemetry>& telemetry() const { return telemetry_; }
   const std::array<std::uint64_t, kRuleCount>& rejections() const { return rejections_; }
   std::uint64_t transitions() const { return transitions_; }
 
@@ -202,6 +205,7 @@ class Driver {
   std::vector<float> held_x_, held_target_, held_out_;
   std::vector<float> params_, prev_params_;
   std::vector<lifecycle::SeedMetrics> metrics_;
+  std::vector<kernels::ChunkTelemetry> telemetry_;
   std::vector<double> ema_loss_, ema_base_, ema_shadow_;
   std::vector<std::vector<double>> window_;  // per chunk, ring of smoothed losses
   std::size_t window_fill_ = 0, window_head_ = 0;

@@ -474,7 +474,13 @@ int run(const RunConfig& cfg, mpi::Session& session) {
         for (std::uint32_t c = 0; c < pop.size(); ++c) {
           const auto& seed = pop.seed(c);
           const auto& m = drivers[l]->metrics(static_cast<int>(c));
-          records.emplace_back(step, c, seed.steps_in_state(), 0.0f, 0.0f, 0.0f, static_cast<float>(m.chunk_loss),
+          const auto& t = drivers[l]->telemetry()[c];
+          const auto& part = drivers[l]->layer().partition();
+          const auto width = part.end(static_cast<int>(c)) - part.begin(static_cast<int>(c));
+          records.emplace_back(step, c, seed.steps_in_state(), static_cast<float>(t.mean()),
+                               static_cast<float>(t.variance()),
+                               width > 0 ? static_cast<float>(t.dead_units) / static_cast<float>(width) : 0.0f,
+                               static_cast<float>(m.chunk_loss),
                                static_cast<float>(m.shadow_loss), static_cast<float>(m.weight_drift), seed.alpha(),
                                static_cast<float>(m.stability), seed.state(),
                                static_cast<std::uint8_t>(std::min<std::uint32_t>(seed.error_count(), 255)), 0);

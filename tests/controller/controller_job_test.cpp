@@ -147,6 +147,11 @@ TEST_F(ControllerJob, RegistersLayersTransitionsPopulationsAndEndsWhereItsDecisi
   };
   while (!registered() && Clock::now() < until) manual.pump(20ms);
   ASSERT_TRUE(registered()) << "the controller registers 2 layers of 8 seeds held by ranks 0 and 1";
+  const auto seen = manual.view();
+  const auto& first = seen.layer(0)->seeds.at(0).last;
+  EXPECT_GT(first.activation_var(), 0.0f) << "telemetry carries the chunk's activation statistics";
+  EXPECT_GE(first.dead_ratio(), 0.0f);
+  EXPECT_LE(first.dead_ratio(), 1.0f);
 
   auto wait_for = [&](std::uint64_t id) {
     while (Clock::now() < until) {
