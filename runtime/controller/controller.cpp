@@ -134,7 +134,12 @@ void Controller::receive(std::chrono::milliseconds budget) {
     if (const auto* batch = d->message->body<wire::TelemetryBatch>()) {
       fresh.clear();
       stats_.telemetry_records += view_.on_telemetry(*batch, &fresh);
-      for (const auto& [layer, r] : fresh) on_record(layer, r);
+      // The detector samples each seed once per batch (its latest record): a rank's per-step
+      // records are smoothed and strongly correlated from one step to the next, which a 3-sigma
+      // test would read as a stream of anomalies.
+      std::map<std::pair<std::uint32_t, std::uint32_t>, const wire::SeedMetrics*> latest;
+      for (const auto& [layer, r] : fresh) latest[{layer, r.seed()}] = &r;
+      for (const auto& [key, r] : latest) on_record(key.first, *r);
     } else if (const auto* event = d->message->body<wire::Event>()) {
       const auto* src = d->message->envelope().source();
       view_.on_event(*event, src ? src->rank() : -1);
