@@ -6,8 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
-#include <string>
+#include <span>
 #include <vector>
 
 #include "kernels/cuda/cuda_seed_layer.hpp"
@@ -16,68 +15,18 @@
 namespace esper::kernels {
 namespace {
 
-using testing::normwise_error;
-using testing::random_vector;
-using testing::read;
-using testing::read_gradient;
+using namespace testing;  // the shared helpers of test_support.hpp
 
 constexpr double kTolerance = 1e-5;
 
-#define REQUIRE_CUDA_DEVICE() \
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_status().reason
-
 SeedLayerConfig staged_config(Blueprint blueprint, bool train_base, OptimizerKind optimizer) {
-  SeedLayerConfig c;
-  c.in_features = 48;
-  c.out_features = 70;
-  c.chunks = 9;
-  c.rank = 3;
-  c.blueprint = blueprint;
-  c.train_base = train_base;
-  c.optimizer.kind = optimizer;
-  c.optimizer.learning_rate = 1e-2f;
-  c.optimizer.epsilon = 1e-3f;
-  c.init_seed = 99;
-  return c;
+  return cuda_compare_config({.in_features = 48, .out_features = 70, .chunks = 9, .rank = 3}, 99, blueprint, train_base,
+                             optimizer);
 }
-
-struct Pair {
-  std::unique_ptr<SeedLayer> cpu, gpu;
-};
 
 // Both layers with the same nonzero B and every state represented (set through the staged layer's
 // own set_seed, one chunk at a time, the way a caller that does not batch them would).
-Pair staged_pair(const SeedLayerConfig& c) {
-  auto cpu = make_seed_layer(Backend::Cpu, c);
-  auto gpu = make_seed_layer(Backend::Cuda, c, Memory::Host);
-  EXPECT_TRUE(gpu) << (gpu ? "" : gpu.error().message());
-  Pair p{std::move(cpu).value(), std::move(gpu).value()};
-  const auto b = random_vector(tensor_size(c, Tensor::SeedB), 5, 0.5f);
-  p.cpu->write(Tensor::SeedB, b);
-  p.gpu->write(Tensor::SeedB, b);
-  for (int i = 0; i < c.chunks; ++i) {
-    const auto state = static_cast<SeedState>(i % kSeedStateCount);
-    p.cpu->set_seed(i, state, 0.4f);
-    p.gpu->set_seed(i, state, 0.4f);
-  }
-  return p;
-}
-
-void expect_telemetry_near(const std::vector<ChunkTelemetry>& gpu, const std::vector<ChunkTelemetry>& cpu) {
-  ASSERT_EQ(gpu.size(), cpu.size());
-  for (std::size_t c = 0; c < cpu.size(); ++c) {
-    SCOPED_TRACE(c);
-    EXPECT_EQ(gpu[c].elements, cpu[c].elements);
-    EXPECT_EQ(gpu[c].dead_units, cpu[c].dead_units);
-    EXPECT_EQ(gpu[c].has_loss, cpu[c].has_loss);
-    auto near = [](double a, double b, double scale) { EXPECT_LE(std::abs(a - b), kTolerance * std::max(scale, 1.0)); };
-    near(gpu[c].sum, cpu[c].sum, std::sqrt(cpu[c].sum_squares));
-    near(gpu[c].sum_squares, cpu[c].sum_squares, cpu[c].sum_squares);
-    near(gpu[c].loss, cpu[c].loss, cpu[c].loss);
-    near(gpu[c].loss_without_seed, cpu[c].loss_without_seed, cpu[c].loss_without_seed);
-    near(gpu[c].shadow_loss, cpu[c].shadow_loss, cpu[c].shadow_loss);
-  }
-}
+LayerPair staged_pair(const SeedLayerConfig& c) { return cuda_pair(c, Memory::Host, 5, 0.4f, SetSeeds::OneAtATime); }
 
 TEST(CudaHostStagedLayer, IsACudaLayerWithTheCpuDigestAndStates) {
   REQUIRE_CUDA_DEVICE();
@@ -105,7 +54,7 @@ TEST(CudaHostStagedLayer, ForwardAndTelemetryFromHostBuffersMatchTheCpuReference
       p.cpu->forward(x, out_cpu, {.target = target});
       p.gpu->forward(x, out_gpu, {.target = target});
       EXPECT_LE(normwise_error(out_gpu, out_cpu), kTolerance);
-      expect_telemetry_near(p.gpu->telemetry(), p.cpu->telemetry());
+      expect_telemetry_near(p.gpu->telemetry(), p.cpu->telemetry(), kTolerance);
       p.cpu->forward(x, out_cpu, {.telemetry = false});
       p.gpu->forward(x, out_gpu, {.telemetry = false});
       EXPECT_LE(normwise_error(out_gpu, out_cpu), kTolerance) << "without target or telemetry";
@@ -115,45 +64,29 @@ TEST(CudaHostStagedLayer, ForwardAndTelemetryFromHostBuffersMatchTheCpuReference
 
 TEST(CudaHostStagedLayer, GradientsAndOptimizerStepsMatchTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
-  for (auto optimizer : {OptimizerKind::Sgd, OptimizerKind::Adam}) {
-    for (auto blueprint : {Blueprint::LowRank, Blueprint::BottleneckMlp}) {
-      for (bool train_base : {false, true}) {
-        SCOPED_TRACE(std::string(blueprint == Blueprint::LowRank ? "LowRank" : "Mlp") +
-                     (optimizer == OptimizerKind::Adam ? " Adam" : " SGD") + (train_base ? " base trained" : ""));
-        const auto c = staged_config(blueprint, train_base, optimizer);
-        auto p = staged_pair(c);
-        const int batch = 200;
-        std::vector<float> out_cpu(static_cast<std::size_t>(batch * c.out_features)), out_gpu(out_cpu.size());
-        std::vector<float> gx_cpu(static_cast<std::size_t>(batch * c.in_features)), gx_gpu(gx_cpu.size());
-        for (int step = 0; step < 4; ++step) {
-          // A fresh x each step, overwritten in place: the staged layer must differentiate its copy.
-          auto x = random_vector(gx_cpu.size(), 50u + static_cast<unsigned>(step));
-          const auto g = random_vector(out_cpu.size(), 60u + static_cast<unsigned>(step));
-          p.cpu->forward(x, out_cpu);
-          p.gpu->forward(x, out_gpu);
-          EXPECT_LE(normwise_error(out_gpu, out_cpu), kTolerance) << "step " << step;
-          const bool with_dx = step % 2 == 0;  // backward with and without dL/dx
-          p.cpu->backward(g, with_dx ? std::span<float>(gx_cpu) : std::span<float>{});
-          std::fill(x.begin(), x.end(), 0.0f);
-          p.gpu->backward(g, with_dx ? std::span<float>(gx_gpu) : std::span<float>{});
-          if (with_dx) {
-            EXPECT_LE(normwise_error(gx_gpu, gx_cpu), kTolerance) << "dx, step " << step;
-          }
-          for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
-            EXPECT_LE(normwise_error(read_gradient(*p.gpu, t), read_gradient(*p.cpu, t)), kTolerance)
-                << "gradient of tensor " << static_cast<int>(t) << ", step " << step;
-          }
-          p.cpu->step();
-          p.gpu->step();
-          for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
-            EXPECT_LE(normwise_error(read(*p.gpu, t), read(*p.cpu, t)), kTolerance)
-                << "tensor " << static_cast<int>(t) << " after step " << step;
-          }
-        }
-        EXPECT_EQ(p.gpu->states(), p.cpu->states());
+  for_each_training_case(staged_config, [](const SeedLayerConfig& c) {
+    auto p = staged_pair(c);
+    const int batch = 200;
+    std::vector<float> out_cpu(static_cast<std::size_t>(batch * c.out_features)), out_gpu(out_cpu.size());
+    std::vector<float> gx_cpu(static_cast<std::size_t>(batch * c.in_features)), gx_gpu(gx_cpu.size());
+    for (int step = 0; step < 4; ++step) {
+      // A fresh x each step, overwritten in place: the staged layer must differentiate its copy.
+      auto x = random_vector(gx_cpu.size(), 50u + static_cast<unsigned>(step));
+      const auto g = random_vector(out_cpu.size(), 60u + static_cast<unsigned>(step));
+      p.cpu->forward(x, out_cpu);
+      p.gpu->forward(x, out_gpu);
+      EXPECT_LE(normwise_error(out_gpu, out_cpu), kTolerance) << "step " << step;
+      const bool with_dx = step % 2 == 0;  // backward with and without dL/dx
+      p.cpu->backward(g, with_dx ? std::span<float>(gx_cpu) : std::span<float>{});
+      std::fill(x.begin(), x.end(), 0.0f);
+      p.gpu->backward(g, with_dx ? std::span<float>(gx_gpu) : std::span<float>{});
+      if (with_dx) {
+        EXPECT_LE(normwise_error(gx_gpu, gx_cpu), kTolerance) << "dx, step " << step;
       }
+      expect_gradients_and_step_near(p, kTolerance, step);
     }
-  }
+    EXPECT_EQ(p.gpu->states(), p.cpu->states());
+  });
 }
 
 TEST(CudaHostStagedLayer, GradientBufferIsDeviceMemoryHoldingTheGradient) {

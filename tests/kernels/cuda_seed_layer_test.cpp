@@ -12,69 +12,17 @@ namespace esper::kernels {
 namespace {
 
 using cuda::DeviceFloats;
-using testing::normwise_error;
-using testing::random_vector;
-using testing::read;
-using testing::read_gradient;
+using namespace testing;  // the shared helpers of test_support.hpp
 
 constexpr double kTolerance = 1e-5;
 
-#define REQUIRE_CUDA_DEVICE() \
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_status().reason
-
 SeedLayerConfig gpu_config(Blueprint blueprint, bool train_base, OptimizerKind optimizer = OptimizerKind::Adam) {
-  SeedLayerConfig c;
-  c.in_features = 96;
-  c.out_features = 200;
-  c.chunks = 13;
-  c.rank = 4;
-  c.blueprint = blueprint;
-  c.train_base = train_base;
-  c.optimizer.kind = optimizer;
-  c.optimizer.learning_rate = 1e-2f;
-  c.optimizer.epsilon = 1e-3f;  // keeps Adam's first step lr·g/(|g|+eps) from amplifying rounding of tiny g
-  c.init_seed = 4242;
-  return c;
+  return cuda_compare_config({.in_features = 96, .out_features = 200, .chunks = 13, .rank = 4}, 4242, blueprint,
+                             train_base, optimizer);
 }
 
-struct Pair {
-  std::unique_ptr<SeedLayer> cpu, gpu;
-};
-
-Pair make_pair(const SeedLayerConfig& c) {
-  auto cpu = make_seed_layer(Backend::Cpu, c);
-  auto gpu = make_seed_layer(Backend::Cuda, c);
-  EXPECT_TRUE(gpu) << (gpu ? "" : gpu.error().message());
-  Pair p{std::move(cpu).value(), std::move(gpu).value()};
-  const auto b = random_vector(tensor_size(c, Tensor::SeedB), 3, 0.5f);
-  p.cpu->write(Tensor::SeedB, b);
-  p.gpu->write(Tensor::SeedB, b);
-  std::vector<SeedState> states;
-  std::vector<float> alphas;
-  for (int i = 0; i < c.chunks; ++i) {
-    states.push_back(static_cast<SeedState>(i % kSeedStateCount));
-    alphas.push_back(0.3f);
-  }
-  p.cpu->set_seeds(states, alphas);
-  p.gpu->set_seeds(states, alphas);
-  return p;
-}
-
-void expect_telemetry_equal(const std::vector<ChunkTelemetry>& gpu, const std::vector<ChunkTelemetry>& cpu) {
-  ASSERT_EQ(gpu.size(), cpu.size());
-  for (std::size_t c = 0; c < cpu.size(); ++c) {
-    SCOPED_TRACE(c);
-    EXPECT_EQ(gpu[c].elements, cpu[c].elements);
-    EXPECT_EQ(gpu[c].dead_units, cpu[c].dead_units);
-    EXPECT_EQ(gpu[c].has_loss, cpu[c].has_loss);
-    auto near = [](double a, double b, double scale) { EXPECT_LE(std::abs(a - b), kTolerance * std::max(scale, 1.0)); };
-    near(gpu[c].sum, cpu[c].sum, std::sqrt(cpu[c].sum_squares));
-    near(gpu[c].sum_squares, cpu[c].sum_squares, cpu[c].sum_squares);
-    near(gpu[c].loss, cpu[c].loss, cpu[c].loss);
-    near(gpu[c].loss_without_seed, cpu[c].loss_without_seed, cpu[c].loss_without_seed);
-    near(gpu[c].shadow_loss, cpu[c].shadow_loss, cpu[c].shadow_loss);
-  }
-}
+// Both layers with the same nonzero B and every state represented, set in one set_seeds call.
+LayerPair make_pair(const SeedLayerConfig& c) { return cuda_pair(c, Memory::Native, 3, 0.3f, SetSeeds::Together); }
 
 TEST(CudaSeedLayer, FreshLayerHasTheCpuDigest) {
   REQUIRE_CUDA_DEVICE();
@@ -102,7 +50,7 @@ TEST(CudaSeedLayer, ForwardAndTelemetryMatchTheCpuReference) {
       DeviceFloats dx(x), dtarget(target), dout(target.size());
       p.gpu->forward(dx.span(), dout.span(), {.target = dtarget.span()});
       EXPECT_LE(normwise_error(dout.download(), out_cpu), kTolerance);
-      expect_telemetry_equal(p.gpu->telemetry(), p.cpu->telemetry());
+      expect_telemetry_near(p.gpu->telemetry(), p.cpu->telemetry(), kTolerance);
     }
   }
 }
@@ -128,41 +76,25 @@ TEST(CudaSeedLayer, TrainingSeedLeavesOutputBitIdentical) {
 
 TEST(CudaSeedLayer, GradientsAndOptimizerStepsMatchTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
-  for (auto optimizer : {OptimizerKind::Sgd, OptimizerKind::Adam}) {
-    for (auto blueprint : {Blueprint::LowRank, Blueprint::BottleneckMlp}) {
-      for (bool train_base : {false, true}) {
-        SCOPED_TRACE(std::string(blueprint == Blueprint::LowRank ? "LowRank" : "Mlp") +
-                     (optimizer == OptimizerKind::Adam ? " Adam" : " SGD") + (train_base ? " base trained" : ""));
-        const auto c = gpu_config(blueprint, train_base, optimizer);
-        auto p = make_pair(c);
-        const int batch = 300;
-        const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 20);
-        DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
-        std::vector<float> out(dout.size()), gx(x.size());
-        for (int step = 0; step < 3; ++step) {
-          const auto g = random_vector(out.size(), 30u + static_cast<unsigned>(step));
-          DeviceFloats dg(g);
-          p.cpu->forward(x, out);
-          p.gpu->forward(dx.span(), dout.span());
-          EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
-          p.cpu->backward(g, gx);
-          p.gpu->backward(dg.span(), dgx.span());
-          EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
-          for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
-            EXPECT_LE(normwise_error(read_gradient(*p.gpu, t), read_gradient(*p.cpu, t)), kTolerance)
-                << "gradient of tensor " << static_cast<int>(t) << ", step " << step;
-          }
-          p.cpu->step();
-          p.gpu->step();
-          for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
-            EXPECT_LE(normwise_error(read(*p.gpu, t), read(*p.cpu, t)), kTolerance)
-                << "tensor " << static_cast<int>(t) << " after step " << step;
-          }
-        }
-        EXPECT_EQ(p.gpu->states(), p.cpu->states());
-      }
+  for_each_training_case(gpu_config, [](const SeedLayerConfig& c) {
+    auto p = make_pair(c);
+    const int batch = 300;
+    const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 20);
+    DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
+    std::vector<float> out(dout.size()), gx(x.size());
+    for (int step = 0; step < 3; ++step) {
+      const auto g = random_vector(out.size(), 30u + static_cast<unsigned>(step));
+      DeviceFloats dg(g);
+      p.cpu->forward(x, out);
+      p.gpu->forward(dx.span(), dout.span());
+      EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
+      p.cpu->backward(g, gx);
+      p.gpu->backward(dg.span(), dgx.span());
+      EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
+      expect_gradients_and_step_near(p, kTolerance, step);
     }
-  }
+    EXPECT_EQ(p.gpu->states(), p.cpu->states());
+  });
 }
 
 TEST(CudaSeedLayer, CheckedCallsThrowWithContext) {

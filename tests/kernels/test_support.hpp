@@ -1,12 +1,16 @@
 // Helpers shared by the seed-layer tests: deterministic data, a naive double-precision model of the
-// layer (the definition of DESIGN §5, written as plainly as possible), and a normwise comparison.
+// layer (the definition of DESIGN §5, written as plainly as possible), a normwise comparison, and the
+// comparisons of a CUDA layer with the CPU reference that the CUDA tests share.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/seed_layer.hpp"
@@ -90,22 +94,127 @@ inline NaiveForward naive_forward(const SeedLayer& layer, const std::vector<floa
 
 inline std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 
-inline SeedLayerConfig small_config(Blueprint blueprint, bool train_base = false) {
+struct LayerShape {
+  int in_features, out_features, chunks, rank;
+};
+
+inline SeedLayerConfig layer_config(LayerShape shape, std::uint64_t init_seed, Blueprint blueprint, bool train_base) {
   SeedLayerConfig c;
-  c.in_features = 9;
-  c.out_features = 14;
-  c.chunks = 4;
-  c.rank = 3;
+  c.in_features = shape.in_features;
+  c.out_features = shape.out_features;
+  c.chunks = shape.chunks;
+  c.rank = shape.rank;
   c.blueprint = blueprint;
   c.train_base = train_base;
-  c.init_seed = 7;
+  c.init_seed = init_seed;
   return c;
+}
+
+inline SeedLayerConfig small_config(Blueprint blueprint, bool train_base = false) {
+  return layer_config({.in_features = 9, .out_features = 14, .chunks = 4, .rank = 3}, 7, blueprint, train_base);
 }
 
 inline std::unique_ptr<SeedLayer> cpu_layer(const SeedLayerConfig& c) {
   auto layer = make_seed_layer(Backend::Cpu, c);
   if (!layer) ADD_FAILURE() << layer.error().message();
   return std::move(layer).value();
+}
+
+// ---- A CUDA layer against the CPU reference (kernels_cuda_test) ----
+
+#define REQUIRE_CUDA_DEVICE() \
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: " << cuda_status().reason
+
+// layer_config with the optimizer the CUDA comparisons train with.
+inline SeedLayerConfig cuda_compare_config(LayerShape shape, std::uint64_t init_seed, Blueprint blueprint,
+                                           bool train_base, OptimizerKind optimizer) {
+  auto c = layer_config(shape, init_seed, blueprint, train_base);
+  c.optimizer.kind = optimizer;
+  c.optimizer.learning_rate = 1e-2f;
+  c.optimizer.epsilon = 1e-3f;  // keeps Adam's first step lr·g/(|g|+eps) from amplifying rounding of tiny g
+  return c;
+}
+
+struct LayerPair {
+  std::unique_ptr<SeedLayer> cpu, gpu;
+};
+
+// How cuda_pair hands the seed states to the layers: in one set_seeds call, or one set_seed a chunk.
+enum class SetSeeds : std::uint8_t { Together, OneAtATime };
+
+// The CPU reference and a CUDA layer with `memory`, both with the same nonzero B (drawn from b_seed)
+// and every state represented (chunk i in state i mod kSeedStateCount), all at `alpha`.
+inline LayerPair cuda_pair(const SeedLayerConfig& c, Memory memory, std::uint32_t b_seed, float alpha, SetSeeds how) {
+  auto cpu = make_seed_layer(Backend::Cpu, c);
+  auto gpu = make_seed_layer(Backend::Cuda, c, memory);
+  EXPECT_TRUE(gpu) << (gpu ? "" : gpu.error().message());
+  LayerPair p{std::move(cpu).value(), std::move(gpu).value()};
+  const auto b = random_vector(tensor_size(c, Tensor::SeedB), b_seed, 0.5f);
+  p.cpu->write(Tensor::SeedB, b);
+  p.gpu->write(Tensor::SeedB, b);
+  std::vector<SeedState> states;
+  for (int i = 0; i < c.chunks; ++i) states.push_back(static_cast<SeedState>(i % kSeedStateCount));
+  if (how == SetSeeds::Together) {
+    const std::vector<float> alphas(states.size(), alpha);
+    p.cpu->set_seeds(states, alphas);
+    p.gpu->set_seeds(states, alphas);
+  } else {
+    for (int i = 0; i < c.chunks; ++i) {
+      p.cpu->set_seed(i, states[static_cast<std::size_t>(i)], alpha);
+      p.gpu->set_seed(i, states[static_cast<std::size_t>(i)], alpha);
+    }
+  }
+  return p;
+}
+
+// Counts and flags exactly; sums and losses to `tolerance` relative to max(scale, 1).
+inline void expect_telemetry_near(const std::vector<ChunkTelemetry>& gpu, const std::vector<ChunkTelemetry>& cpu,
+                                  double tolerance) {
+  ASSERT_EQ(gpu.size(), cpu.size());
+  for (std::size_t c = 0; c < cpu.size(); ++c) {
+    SCOPED_TRACE(c);
+    EXPECT_EQ(gpu[c].elements, cpu[c].elements);
+    EXPECT_EQ(gpu[c].dead_units, cpu[c].dead_units);
+    EXPECT_EQ(gpu[c].has_loss, cpu[c].has_loss);
+    auto near = [tolerance](double a, double b, double scale) {
+      EXPECT_LE(std::abs(a - b), tolerance * std::max(scale, 1.0));
+    };
+    near(gpu[c].sum, cpu[c].sum, std::sqrt(cpu[c].sum_squares));
+    near(gpu[c].sum_squares, cpu[c].sum_squares, cpu[c].sum_squares);
+    near(gpu[c].loss, cpu[c].loss, cpu[c].loss);
+    near(gpu[c].loss_without_seed, cpu[c].loss_without_seed, cpu[c].loss_without_seed);
+    near(gpu[c].shadow_loss, cpu[c].shadow_loss, cpu[c].shadow_loss);
+  }
+}
+
+// Calls body(make_config(blueprint, train_base, optimizer)) for every combination, each under a
+// SCOPED_TRACE that names it.
+template <typename MakeConfig, typename Body>
+void for_each_training_case(MakeConfig&& make_config, Body&& body) {
+  for (auto optimizer : {OptimizerKind::Sgd, OptimizerKind::Adam}) {
+    for (auto blueprint : {Blueprint::LowRank, Blueprint::BottleneckMlp}) {
+      for (bool train_base : {false, true}) {
+        SCOPED_TRACE(std::string(blueprint == Blueprint::LowRank ? "LowRank" : "Mlp") +
+                     (optimizer == OptimizerKind::Adam ? " Adam" : " SGD") + (train_base ? " base trained" : ""));
+        body(make_config(blueprint, train_base, optimizer));
+      }
+    }
+  }
+}
+
+// After a backward on both layers of p: every tensor's gradient within `tolerance` (normwise) of the
+// reference's; then one optimizer step on both, and every tensor within `tolerance` after it.
+inline void expect_gradients_and_step_near(LayerPair& p, double tolerance, int step) {
+  for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
+    EXPECT_LE(normwise_error(read_gradient(*p.gpu, t), read_gradient(*p.cpu, t)), tolerance)
+        << "gradient of tensor " << static_cast<int>(t) << ", step " << step;
+  }
+  p.cpu->step();
+  p.gpu->step();
+  for (auto t : {Tensor::SeedA, Tensor::SeedB, Tensor::BaseWeight, Tensor::BaseBias}) {
+    EXPECT_LE(normwise_error(read(*p.gpu, t), read(*p.cpu, t)), tolerance)
+        << "tensor " << static_cast<int>(t) << " after step " << step;
+  }
 }
 
 }  // namespace esper::kernels::testing
