@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "morphogenesis/morphogenesis.hpp"
+#include "morphogenesis/same_run.hpp"
 
 namespace esper::morphogenesis {
 namespace {
@@ -51,14 +52,7 @@ TEST(MorphogenesisCuda, TheSameSeedGivesTheSameRun) {
   REQUIRE_CUDA_DEVICE();
   Config config = on(kernels::Backend::Cuda);
   config.steps = 250;
-  Driver first(config), second(config);
-  for (std::uint64_t s = 0; s < config.steps; ++s) {
-    const StepReport a = first.step(), b = second.step();
-    ASSERT_EQ(a.loss, b.loss) << "step " << s;
-    ASSERT_EQ(a.states, b.states) << "step " << s;
-  }
-  EXPECT_EQ(first.digest(), second.digest());
-  EXPECT_EQ(first.summary().final_loss, second.summary().final_loss);
+  (void)testing::expect_identical_runs(config);
 }
 
 TEST(MorphogenesisCuda, ReplicationReducesDeviceGradientBuffers) {

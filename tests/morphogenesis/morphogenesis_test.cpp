@@ -2,6 +2,7 @@
 // lifecycle lower a frozen base layer's loss on a teacher task, a seed in TRAINING leaves the layer's
 // output bit-identical to the base, and the whole run is deterministic.
 #include "morphogenesis/morphogenesis.hpp"
+#include "morphogenesis/same_run.hpp"
 
 #include <gtest/gtest.h>
 
@@ -130,17 +131,7 @@ TEST(Morphogenesis, TrainingSeedsLeaveTheOutputBitIdenticalToTheBase) {
 TEST(Morphogenesis, TheSameSeedGivesTheSameRun) {
   Config config;
   config.steps = 300;
-  Driver first(config), second(config);
-  for (std::uint64_t s = 0; s < config.steps; ++s) {
-    const StepReport a = first.step(), b = second.step();
-    ASSERT_EQ(a.loss, b.loss) << "step " << s;
-    ASSERT_EQ(a.states, b.states) << "step " << s;
-  }
-  EXPECT_EQ(first.digest(), second.digest());
-  EXPECT_EQ(first.population().digest(), second.population().digest());
-  const Summary a = first.summary(), b = second.summary();
-  EXPECT_EQ(a.digest, b.digest);
-  EXPECT_EQ(a.final_loss, b.final_loss);
+  const Summary a = testing::expect_identical_runs(config);
 
   config.seed = 2;
   Driver other(config);
