@@ -114,7 +114,6 @@ CudaStatus probe_cuda() {
 #else
   CudaStatus s{false, "esper was built without CUDA (nvcc not found at configure time)"};
 #endif
-  if (!s.available) std::fprintf(stderr, "esper kernels: CUDA backend unavailable: %s\n", s.reason.c_str());
   return s;
 }
 

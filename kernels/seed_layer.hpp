@@ -186,7 +186,8 @@ Expected<std::unique_ptr<SeedLayer>, LayerError> make_seed_layer(Backend backend
                                                                  Memory memory = Memory::Native);
 std::unique_ptr<SeedLayer> make_cpu_seed_layer(const SeedLayerConfig& config);  // precondition: valid config
 
-// Whether CUDA seed layers can run here. Probed once; when not, the reason is printed once to stderr.
+// Whether CUDA seed layers can run here, and if not why (`reason`). Probed once, silently: callers
+// that fall back to the CPU say so where their user looks.
 struct CudaStatus {
   bool available = false;
   std::string reason;  // why not, or the device name

@@ -6,14 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-cmake --preset default
-cmake --build --preset default --target esper
+# With CUDA (nvcc found) the `cuda` preset: the ranks then train on GPUs when each has one
+# (esper run --device auto); otherwise the CPU build.
+preset=default
+if command -v nvcc > /dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then preset=cuda; fi
+cmake --preset "$preset"
+cmake --build --preset "$preset" --target esper
 
 ranks=${ESPER_RANKS:-4}
-report=build/default/esper-report.json
+report=build/$preset/esper-report.json
 if [[ $(id -u) -eq 0 ]]; then
   # Open MPI refuses to run as root unless told twice.
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 echo "run: mpirun -np $ranks esper run (report: $report)"
-mpirun --oversubscribe -np "$ranks" build/default/runtime/cli/esper run --report "$report" "$@"
+mpirun --oversubscribe -np "$ranks" "build/$preset/runtime/cli/esper" run --report "$report" "$@"

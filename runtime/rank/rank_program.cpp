@@ -188,6 +188,7 @@ std::vector<int> lost_ranks(const fabric::Broker& broker, int size) {
 struct Device {
   bool cuda = false;
   std::string name = "cpu";  // or "cuda:<index> <device name>"
+  std::string why_not_cuda;  // --device auto fell back to the CPU: why
 };
 
 Device choose_device(const std::string& wanted, [[maybe_unused]] const mpi::World& world,
@@ -225,7 +226,9 @@ Device choose_device(const std::string& wanted, [[maybe_unused]] const mpi::Worl
         usable ? "" : " (rank " + std::to_string(world.rank) + " on " + world.node + ": " + why_not + ")";
     throw Error("--device cuda: no usable CUDA device on rank(s) " + lacking + here);
   }
-  return {};
+  Device cpu;
+  cpu.why_not_cuda = "no usable CUDA device on rank(s) " + lacking + (usable ? "" : " (here: " + why_not + ")");
+  return cpu;
 #endif
 }
 
@@ -272,6 +275,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   }
   std::printf("rank %d/%d pid %d on %s%s device %s\n", world.rank, world.size, static_cast<int>(::getpid()),
               world.node.c_str(), leader && cfg.fabric ? (" broker " + endpoint).c_str() : "", device.name.c_str());
+  if (leader && !device.why_not_cuda.empty()) std::printf("device: CPU, %s\n", device.why_not_cuda.c_str());
   std::fflush(stdout);
 
   // Seed layers: one driver per layer, replicas kept identical by the collectives.
