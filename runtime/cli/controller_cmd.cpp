@@ -1,8 +1,9 @@
 // esper controller: a standalone controller for a running job (DESIGN.md §1, §7), e.g.
 //   esper controller --broker tcp://node0:5555 --policy balanced
 // It joins late (snapshot, then deltas), drives the seeds with the policy, publishes its decisions
-// and anomaly alerts as events, prints a line per decision, and stops cleanly on SIGINT/SIGTERM
-// (commands in flight get their outcomes first) with a summary line.
+// and anomaly alerts as events, prints a line per decision, and stops cleanly with a summary line
+// (commands in flight get their outcomes first) on SIGINT/SIGTERM, after an emergency stop, or
+// once every rank it has seen is reported lost (the job ended), unless --keep-running.
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
@@ -28,7 +29,10 @@ Run add_controller(CLI::App& app) {
       ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
   app.add_flag("!--no-anomalies", opts->detect_anomalies, "do not run anomaly detection");
-  return [opts, policy, tick_ms, settle_ms] {
+  auto keep_running = std::make_shared<bool>(false);
+  app.add_flag("--keep-running", *keep_running,
+               "keep running after every rank of the job has been lost (default: stop then, e.g. at the job's end)");
+  return [opts, policy, tick_ms, settle_ms, keep_running] {
     if (*policy != "none") {
       opts->policy = controller::preset(*policy);
       if (!opts->policy) {
@@ -56,7 +60,12 @@ Run add_controller(CLI::App& app) {
     while (!stop_requested()) {
       control.pump(std::chrono::milliseconds(20));
       print_decisions();
-      if (control.stats().emergency_stopped && control.in_flight() == 0) break;
+      const auto st = control.stats();
+      if (st.emergency_stopped && control.in_flight() == 0) break;
+      if (!*keep_running && st.ranks_seen > 0 && st.ranks_live == 0 && control.in_flight() == 0) {
+        std::printf("every rank of the job is gone (%zu seen)\n", st.ranks_seen);
+        break;
+      }
     }
     control.stop();
     print_decisions();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "core/error.hpp"
 #include "core/stats.hpp"
@@ -144,6 +145,7 @@ void Controller::receive(std::chrono::milliseconds budget) {
       const auto* src = d->message->envelope().source();
       view_.on_event(*event, src ? src->rank() : -1);
     }
+    for (const auto& [id, layer] : view_.layers()) ranks_seen_.insert(layer.ranks.begin(), layer.ranks.end());
     if (Clock::now() >= until) break;
   }
 }
@@ -370,6 +372,10 @@ PopulationView Controller::view() const {
 ControllerStats Controller::stats() const {
   std::lock_guard lock(mu_);
   auto s = stats_;
+  std::set<std::int32_t> live;
+  for (const auto& [id, layer] : view_.layers()) live.insert(layer.ranks.begin(), layer.ranks.end());
+  s.ranks_live = live.size();
+  s.ranks_seen = ranks_seen_.size();
   s.latency_p50_ms = percentile(latencies_ms_, 0.50);
   s.latency_p99_ms = percentile(latencies_ms_, 0.99);
   return s;

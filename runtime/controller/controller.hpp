@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -72,6 +73,8 @@ struct ControllerStats {
   std::uint64_t events = 0;          // events published (decisions and alerts)
   std::uint64_t telemetry_records = 0;
   bool joined = false;               // subscription live and snapshot loaded
+  std::size_t ranks_seen = 0;        // ranks that held a layer at some point
+  std::size_t ranks_live = 0;        // of those, the ones not reported lost since
   bool emergency_stopped = false;
   double latency_p50_ms = 0, latency_p99_ms = 0;
 };
@@ -134,6 +137,7 @@ class Controller {
   std::vector<PopulationOutcome> done_;
   std::vector<wire::EventT> decision_log_;
   std::vector<double> latencies_ms_;
+  std::set<std::int32_t> ranks_seen_;
   std::deque<wire::EventT> unsent_;  // events the broker connection could not take yet
   std::uint64_t next_request_ = 1;
   std::chrono::steady_clock::time_point joined_at_{}, next_decision_{};
