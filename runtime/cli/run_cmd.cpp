@@ -40,6 +40,11 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
   app.add_option("--steps", l.steps, "training steps")->capture_default_str();
   app.add_option("--data-seed", l.seed, "seed of the synthetic teacher task")->capture_default_str();
   app.add_option("--broker", cfg->broker, "use this broker instead of starting one on rank 0");
+  app.add_option("--transport", cfg->transport,
+                 "the embedded broker's endpoints: auto (ipc on one node, tcp on the node's address across "
+                 "nodes), ipc or tcp")
+      ->check(CLI::IsMember({"auto", "ipc", "tcp"}))
+      ->capture_default_str();
   auto* policy = app.add_option("--policy", cfg->policy, "the embedded controller's growth policy: aggressive, "
                                                          "balanced, conservative, or none (seeds never germinate)")
                      ->capture_default_str();

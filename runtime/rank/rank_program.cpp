@@ -255,7 +255,8 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   if (cfg.fabric && endpoint.empty()) {
     if (leader) {
       fabric::BrokerOptions bo;
-      bo.bind = world.spans_nodes() ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
+      const bool tcp = cfg.transport == "tcp" || (cfg.transport == "auto" && world.spans_nodes());
+      bo.bind = tcp ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
       broker = std::make_unique<fabric::Broker>(ctx, bo);
       endpoint = fabric::connectable(broker->endpoints().cmd, "tcp://" + mpi::node_address() + ":0");
     }

@@ -21,6 +21,9 @@ struct RunConfig {
   int layers = 2;
   morphogenesis::Config layer;          // dims, chunks, rank, batch per rank, steps, teacher seed
   std::string broker;                   // empty: rank 0 runs an embedded broker
+  // The embedded broker's transport: ipc on one node, tcp on the node's address when the ranks
+  // span nodes (auto), or forced (tcp also lets consumers on other machines reach it).
+  std::string transport = "auto";       // auto | ipc | tcp
   std::chrono::milliseconds heartbeat{1000};
   std::string policy = "balanced";      // the embedded controller's preset, or "none"
   std::string schedule = "none";        // scripted commands instead: advance | random:N | none

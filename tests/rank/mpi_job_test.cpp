@@ -94,6 +94,22 @@ TEST_F(MpiJob, AConfigFileSetsTheOptionsAndTheCommandLineWins) {
   EXPECT_NE(bad.output().find("'stepz' is not an option of esper run"), std::string::npos) << bad.output();
 }
 
+// What ranks on several nodes do (bind tcp on all interfaces, advertise the node's address, every
+// rank connects to it), exercised on one node.
+TEST_F(MpiJob, OverTcpTheRanksReachTheBrokerAtTheNodesAddress) {
+  ChildProcess job(mpirun(2, {"--steps", "300", "--progress-every", "300", "--transport", "tcp"}));
+  ASSERT_EQ(exit_code(job.wait(60s)), 0) << job.output();
+  const auto line = job.output().substr(job.output().find("rank 0/2"));
+  const auto at = line.find("broker tcp://");
+  ASSERT_NE(at, std::string::npos) << line.substr(0, line.find('\n'));
+  EXPECT_EQ(line.find("broker tcp://127.", at), std::string::npos) << "the node's address, not loopback";
+  EXPECT_EQ(line.find("broker tcp://0.0.0.0", at), std::string::npos) << "a connectable address";
+  const auto r = report();
+  EXPECT_EQ(r["status"], "completed");
+  EXPECT_GT(r["controller"]["seeds_applied"].get<int>(), 0) << "commands travelled over tcp";
+  EXPECT_GT(r["telemetry"]["records"].get<int>(), 0);
+}
+
 TEST_F(MpiJob, FourReplicasStayIdenticalUnderHundredsOfRandomCommands) {
   ChildProcess job(mpirun(4, {"--steps", "400", "--schedule", "random:300", "--progress-every", "200"}));
   const auto st = job.wait(110s);
