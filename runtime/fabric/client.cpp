@@ -39,13 +39,8 @@ Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wir
   const wire::CommandTarget target = command.target ? *command.target : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);
   h.partition_key = target.layer();
   const auto f = encoder_.encode(h, command);
-  if (!dealer_.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-    bump(counters_.send_would_block);
-    return unexpected(SendError{SendErrc::WouldBlock, "the broker connection is full; poll() and try again"});
-  }
-  dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+  if (!send_frame(frame::kCommand, f)) return unexpected(would_block());
   bump(counters_.commands_sent);
-  bump(counters_.frames_sent);
   const auto now = Clock::now();
   Pending p;
   p.frame.assign(f.begin(), f.end());
@@ -64,24 +59,28 @@ Expected<wire::MsgId, SendError> Client::emit(const wire::EventT& event) {
   h.partition_key = event.layer;
   h.timestamp_ns = wire::wall_clock_ns();
   const auto f = encoder_.encode(h, event);
-  if (!dealer_.send(type_frame(frame::kEvent), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-    bump(counters_.send_would_block);
-    return unexpected(SendError{SendErrc::WouldBlock, "the broker connection is full; poll() and try again"});
-  }
-  dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+  if (!send_frame(frame::kEvent, f)) return unexpected(would_block());
   bump(counters_.events);
-  bump(counters_.frames_sent);
   return h.msg_id;
 }
 
-bool Client::resend(Pending& p) {
-  if (!dealer_.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+bool Client::send_frame(char type, std::span<const std::uint8_t> bytes) {
+  if (!dealer_.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     bump(counters_.send_would_block);
     return false;
   }
-  dealer_.send(zmq::message_t(p.frame.data(), p.frame.size()), zmq::send_flags::none);
-  bump(counters_.commands_retried);
+  dealer_.send(zmq::message_t(bytes.data(), bytes.size()), zmq::send_flags::none);
   bump(counters_.frames_sent);
+  return true;
+}
+
+SendError Client::would_block() {
+  return SendError{SendErrc::WouldBlock, "the broker connection is full; poll() and try again"};
+}
+
+bool Client::resend(Pending& p) {
+  if (!send_frame(frame::kCommand, p.frame)) return false;
+  bump(counters_.commands_retried);
   return true;
 }
 

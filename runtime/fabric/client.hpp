@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -107,6 +108,9 @@ class Client {
   void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);
   void complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done);
   bool resend(Pending& p);
+  // Sends [type][bytes] without blocking; false (and counted) when the broker connection is full.
+  bool send_frame(char type, std::span<const std::uint8_t> bytes);
+  static SendError would_block();
   std::chrono::milliseconds jittered(std::chrono::milliseconds d);
   TargetOutcome failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const;
 
