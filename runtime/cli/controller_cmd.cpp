@@ -44,12 +44,11 @@ Run add_controller(CLI::App& app) {
     install_stop_handlers();
     zmq::context_t ctx;
     controller::Controller control(ctx, *opts);
-    std::size_t printed = 0;
+    std::uint64_t printed = 0;  // decision events printed so far
     auto print_decisions = [&] {
-      const auto log = control.decision_events();
-      for (; printed < log.size(); ++printed) {
+      for (const auto& event : control.decision_events(printed)) {
         flatbuffers::FlatBufferBuilder fbb;
-        fbb.Finish(wire::Event::Pack(fbb, &log[printed]));
+        fbb.Finish(wire::Event::Pack(fbb, &event));
         std::printf("%s\n", controller::describe(*flatbuffers::GetRoot<wire::Event>(fbb.GetBufferPointer())).c_str());
       }
       std::fflush(stdout);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "core/error.hpp"
 #include "core/stats.hpp"
@@ -145,7 +144,6 @@ void Controller::receive(std::chrono::milliseconds budget) {
       const auto* src = d->message->envelope().source();
       view_.on_event(*event, src ? src->rank() : -1);
     }
-    for (const auto& [id, layer] : view_.layers()) ranks_seen_.insert(layer.ranks.begin(), layer.ranks.end());
     if (Clock::now() >= until) break;
   }
 }
@@ -201,37 +199,46 @@ std::uint64_t Controller::send_population(std::uint32_t layer, SeedState target,
   const std::size_t per = batch_size == 0 ? seeds.size() : batch_size;
   wire::CommandOptions co;
   co.timeout_ms = options_.command_timeout_ms;
-  std::vector<wire::CommandT> cmds;
+  // One command per batch of seeds (an emergency stop: one, for the job).
+  std::vector<std::pair<wire::CommandT, std::vector<std::uint32_t>>> cmds;
   if (action == DecisionAction::EMERGENCY_STOP) {
-    cmds.push_back(wire::emergency_stop(wire::to_all(), wire::StopScope::JOB, layer, 0, req->policy + ": " + reason, co));
+    cmds.emplace_back(
+        wire::emergency_stop(wire::to_all(), wire::StopScope::JOB, layer, 0, req->policy + ": " + reason, co),
+        std::vector<std::uint32_t>{});
   }
   for (std::size_t i = 0; action != DecisionAction::EMERGENCY_STOP && i < seeds.size(); i += per) {
     std::vector<std::uint32_t> part(seeds.begin() + static_cast<std::ptrdiff_t>(i),
                                     seeds.begin() + static_cast<std::ptrdiff_t>(std::min(seeds.size(), i + per)));
-    cmds.push_back(wire::transition_seeds(wire::to_layer(layer), layer, wire::seed_ids(std::move(part)), target,
-                                          req->policy + ": " + reason, false, co));
+    auto cmd = wire::transition_seeds(wire::to_layer(layer), layer, wire::seed_ids(part), target,
+                                      req->policy + ": " + reason, false, co);
+    cmds.emplace_back(std::move(cmd), std::move(part));
   }
   const auto priority = action == DecisionAction::EMERGENCY_STOP ? wire::Priority::CRITICAL : wire::Priority::NORMAL;
-  std::vector<wire::MsgId> ids;
-  for (const auto& cmd : cmds) {
+  std::uint64_t rid = 0;
+  {
+    std::lock_guard lock(mu_);
+    rid = next_request_++;
+    req->outcome.id = rid;
+    req->commands_left = cmds.size();
+    ++stats_.decisions;
+    requests_.emplace(rid, std::move(req));
+  }
+  // Each command is registered as soon as it is sent: an outcome collected while a later one
+  // waits for room finds its request.
+  for (auto& [cmd, part] : cmds) {
     for (;;) {
       auto id = client_->send(cmd, priority);
       if (id) {
-        ids.push_back(*id);
+        std::lock_guard lock(mu_);
+        auto& r = *requests_.at(rid);
+        if (!wire::is_set(r.first_command)) r.first_command = *id;
+        commands_[fabric::key_of(*id)] = Sent{rid, std::move(part)};
+        ++stats_.commands;
         break;
       }
       collect(std::chrono::milliseconds(5));  // would block: make room
     }
   }
-  std::lock_guard lock(mu_);
-  const auto rid = next_request_++;
-  req->outcome.id = rid;
-  req->commands_left = ids.size();
-  req->first_command = ids.front();
-  for (const auto& id : ids) commands_[fabric::key_of(id)] = rid;
-  stats_.commands += ids.size();
-  ++stats_.decisions;
-  requests_.emplace(rid, std::move(req));
   return rid;
 }
 
@@ -241,9 +248,9 @@ void Controller::collect(std::chrono::milliseconds wait) {
   for (const auto& o : outcomes) {
     const auto it = commands_.find(fabric::key_of(o.id));
     if (it == commands_.end()) continue;
-    const auto rid = it->second;
+    const Sent sent = std::move(it->second);
     commands_.erase(it);
-    auto& req = *requests_.at(rid);
+    auto& req = *requests_.at(sent.request);
     auto& out = req.outcome;
     const bool stop_cmd = out.action == DecisionAction::EMERGENCY_STOP;
     // Per seed: applied by every target, or the first refusal / failure.
@@ -254,7 +261,7 @@ void Controller::collect(std::chrono::milliseconds wait) {
         const std::string why = std::string(wire::EnumNameFailureReason(t.failure)) + " at rank " +
                                 std::to_string(t.rank) + (t.detail.empty() ? "" : ": " + t.detail);
         if (stop_cmd) out.failed.emplace(0, why);
-        for (const auto s : out.seeds) out.failed.emplace(s, why);
+        for (const auto s : sent.seeds) out.failed.emplace(s, why);
         continue;
       }
       step = std::max(step, t.result.applied_at_step);
@@ -273,15 +280,11 @@ void Controller::collect(std::chrono::milliseconds wait) {
         view_.set_state(out.layer, seed, out.target, step >= 0 ? static_cast<std::uint64_t>(step) : view_.step());
       }
     }
-    if (--req.commands_left == 0) finish(req);
-  }
-  for (auto it = requests_.begin(); it != requests_.end();) {
-    if (it->second->commands_left == 0) {
-      done_.push_back(std::move(it->second->outcome));
-      it = requests_.erase(it);
-    } else {
-      ++it;
-    }
+    if (--req.commands_left > 0) continue;
+    finish(req);
+    done_.push_back(std::move(req.outcome));
+    if (done_.size() > kKept) done_.pop_front();
+    requests_.erase(sent.request);
   }
 }
 
@@ -324,7 +327,8 @@ void Controller::finish(Request& req) {
                 wire::EnumNameDecisionAction(out.action), wire::EnumNameSeedState(out.target), fmt::join(out.seeds, ","),
                 out.applied.size(), out.rejected.size(), out.failed.size(), out.reason);
   decision_log_.push_back(event);
-  if (decision_log_.size() > 1000) decision_log_.erase(decision_log_.begin());
+  ++decisions_logged_;
+  if (decision_log_.size() > kKept) decision_log_.pop_front();
   unsent_.push_back(std::move(event));
 }
 
@@ -356,7 +360,9 @@ void Controller::decide() {
 
 std::vector<PopulationOutcome> Controller::completed() {
   std::lock_guard lock(mu_);
-  return std::exchange(done_, {});
+  std::vector<PopulationOutcome> out(std::make_move_iterator(done_.begin()), std::make_move_iterator(done_.end()));
+  done_.clear();
+  return out;
 }
 
 std::size_t Controller::in_flight() const {
@@ -372,18 +378,20 @@ PopulationView Controller::view() const {
 ControllerStats Controller::stats() const {
   std::lock_guard lock(mu_);
   auto s = stats_;
-  std::set<std::int32_t> live;
-  for (const auto& [id, layer] : view_.layers()) live.insert(layer.ranks.begin(), layer.ranks.end());
-  s.ranks_live = live.size();
-  s.ranks_seen = ranks_seen_.size();
+  s.ranks_live = view_.live_ranks().size();
+  s.ranks_seen = view_.ranks_seen().size();
   s.latency_p50_ms = percentile(latencies_ms_, 0.50);
   s.latency_p99_ms = percentile(latencies_ms_, 0.99);
   return s;
 }
 
-std::vector<wire::EventT> Controller::decision_events() const {
+std::vector<wire::EventT> Controller::decision_events(std::uint64_t& cursor) const {
   std::lock_guard lock(mu_);
-  return decision_log_;
+  const std::uint64_t first = decisions_logged_ - decision_log_.size();  // ordinal of the oldest kept
+  std::vector<wire::EventT> out;
+  for (auto k = std::max(cursor, first); k < decisions_logged_; ++k) out.push_back(decision_log_[k - first]);
+  cursor = decisions_logged_;
+  return out;
 }
 
 }  // namespace esper::controller

@@ -19,15 +19,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <deque>
 #include <vector>
 
 #include <zmq.hpp>
@@ -97,7 +96,7 @@ class Controller {
   // completed() once every command of it has its outcome at every target.
   std::uint64_t transition_population(std::uint32_t layer, wire::SeedState target, Selection selection,
                                       std::string reason, wire::DecisionAction action = wire::DecisionAction::ADVANCE);
-  // Outcomes finished since the last call (manual and policy ones).
+  // Outcomes finished since the last call (manual and policy ones; the last 1,000 are kept).
   std::vector<PopulationOutcome> completed();
   [[nodiscard]] std::size_t in_flight() const;
 
@@ -105,12 +104,17 @@ class Controller {
   // Why the thread start() ran has ended early (e.g. the broker did not answer); empty if it has not.
   [[nodiscard]] std::string error() const;
   [[nodiscard]] ControllerStats stats() const;
-  // Every decision's event (as published), oldest first, at most the last 1,000.
-  [[nodiscard]] std::vector<wire::EventT> decision_events() const;
+  // The decision events published after `cursor` (0: from the first), oldest first, of the last
+  // 1,000 kept; moves `cursor` past them.
+  [[nodiscard]] std::vector<wire::EventT> decision_events(std::uint64_t& cursor) const;
 
  private:
   struct Request;
-  struct Command;
+  struct Sent {  // one command of a request, and the seeds it carries
+    std::uint64_t request = 0;
+    std::vector<std::uint32_t> seeds;
+  };
+  static constexpr std::size_t kKept = 1000;  // finished outcomes and decision events kept
   void join();
   void pump_once(std::chrono::milliseconds budget);
   void receive(std::chrono::milliseconds budget);
@@ -133,11 +137,11 @@ class Controller {
   PopulationView view_;
   ControllerStats stats_;
   std::map<std::uint64_t, std::unique_ptr<Request>> requests_;
-  std::unordered_map<fabric::MsgIdKey, std::uint64_t, fabric::MsgIdHash> commands_;  // command -> request
-  std::vector<PopulationOutcome> done_;
-  std::vector<wire::EventT> decision_log_;
+  std::unordered_map<fabric::MsgIdKey, Sent, fabric::MsgIdHash> commands_;
+  std::deque<PopulationOutcome> done_;
+  std::deque<wire::EventT> decision_log_;
+  std::uint64_t decisions_logged_ = 0;
   std::vector<double> latencies_ms_;
-  std::set<std::int32_t> ranks_seen_;
   std::deque<wire::EventT> unsent_;  // events the broker connection could not take yet
   std::uint64_t next_request_ = 1;
   std::chrono::steady_clock::time_point joined_at_{}, next_decision_{};

@@ -87,7 +87,7 @@ std::size_t PopulationView::on_telemetry(const wire::TelemetryBatch& batch,
                                          std::vector<std::pair<std::uint32_t, wire::SeedMetrics>>* fresh) {
   auto& layer = layers_[batch.layer()];
   layer.layer = batch.layer();
-  if (batch.rank() >= 0) layer.ranks.insert(batch.rank());
+  if (batch.rank() >= 0) add_rank(layer, batch.rank());
   if (batch.layers() != nullptr && batch.layers()->size() > 0) {
     const auto* lm = batch.layers()->Get(batch.layers()->size() - 1);
     if (lm->step() >= layer.step) layer.loss = lm->loss();
@@ -117,7 +117,7 @@ void PopulationView::on_event(const wire::Event& event, std::int32_t source_rank
     for (const auto l : *j->layers()) {
       auto& layer = layers_[l];
       layer.layer = l;
-      layer.ranks.insert(j->rank());
+      add_rank(layer, j->rank());
     }
     return;
   }
@@ -128,7 +128,7 @@ void PopulationView::on_event(const wire::Event& event, std::int32_t source_rank
   if (const auto* t = event.body_as_StateTransition()) {
     auto& layer = layers_[event.layer()];
     layer.layer = event.layer();
-    if (source_rank >= 0) layer.ranks.insert(source_rank);
+    if (source_rank >= 0) add_rank(layer, source_rank);
     auto& s = layer.seeds[t->seed()];
     if (event.step() >= s.state_step || s.state == t->from()) enter(s, t->to(), event.step());
   }
@@ -138,7 +138,7 @@ void PopulationView::load(const fabric::JobState& state) {
   for (const auto& [key, seed] : state.seeds()) {
     auto& layer = layers_[key.first];
     layer.layer = key.first;
-    if (seed.rank >= 0) layer.ranks.insert(seed.rank);
+    if (seed.rank >= 0) add_rank(layer, seed.rank);
     auto& s = layer.seeds[key.second];
     s.state = seed.state;
   }
@@ -149,6 +149,17 @@ void PopulationView::set_state(std::uint32_t layer, std::uint32_t seed, SeedStat
   l.layer = layer;
   auto& s = l.seeds[seed];
   if (step >= s.state_step) enter(s, state, step);
+}
+
+void PopulationView::add_rank(LayerView& layer, std::int32_t rank) {
+  layer.ranks.insert(rank);
+  ranks_seen_.insert(rank);
+}
+
+std::set<std::int32_t> PopulationView::live_ranks() const {
+  std::set<std::int32_t> live;
+  for (const auto& [id, layer] : layers_) live.insert(layer.ranks.begin(), layer.ranks.end());
+  return live;
 }
 
 const LayerView* PopulationView::layer(std::uint32_t id) const {

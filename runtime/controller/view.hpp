@@ -96,16 +96,21 @@ class PopulationView {
   [[nodiscard]] const LayerView* layer(std::uint32_t id) const;
   [[nodiscard]] std::uint64_t step() const noexcept { return step_; }  // the latest step seen anywhere
   [[nodiscard]] std::uint64_t telemetry_records() const noexcept { return records_; }
+  // Ranks that held a layer at some point, and those of them not reported lost since.
+  [[nodiscard]] const std::set<std::int32_t>& ranks_seen() const noexcept { return ranks_seen_; }
+  [[nodiscard]] std::set<std::int32_t> live_ranks() const;
 
   // The seeds of `layer` that `selection` picks, worst task loss first (seed id breaks ties).
   [[nodiscard]] std::vector<std::uint32_t> select(std::uint32_t layer, const Selection& selection) const;
 
  private:
   void enter(SeedView& s, wire::SeedState to, std::uint64_t step);
+  void add_rank(LayerView& layer, std::int32_t rank);
 
   std::map<std::uint32_t, LayerView> layers_;
   std::uint64_t step_ = 0;
   std::uint64_t records_ = 0;
+  std::set<std::int32_t> ranks_seen_;
 };
 
 }  // namespace esper::controller
