@@ -70,6 +70,17 @@ bool wait_for_rank(const fabric::Broker& broker, std::int32_t rank, std::chrono:
   return false;
 }
 
+// Polls the client until the broker's route table lets it send straight to a rank.
+bool wait_for_direct_route(fabric::Client& client, std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  while (Clock::now() < until) {
+    const auto routes = client.routes();
+    if (std::any_of(routes.begin(), routes.end(), [](const fabric::Route& r) { return r.direct; })) return true;
+    (void)client.poll(5ms);
+  }
+  return false;
+}
+
 // This process's side of the raw DEALER/ROUTER baseline.
 class RawRouter {
  public:
@@ -243,7 +254,11 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
     if (!esper_child->read_line_starting("ready", 20s)) throw Error("the esper rank process did not start");
   }
   if (!wait_for_rank(broker, kRank, 10s)) throw Error("the rank did not register with the broker");
-  fabric::Client client(ctx, broker.endpoints().cmd);
+  fabric::Client client(ctx, broker.endpoints().cmd);  // straight to the rank (the default)
+  fabric::ClientOptions via_broker;
+  via_broker.direct = false;
+  fabric::Client broker_client(ctx, broker.endpoints().cmd, via_broker);
+  if (!wait_for_direct_route(client, 10s)) throw Error("the client did not get the rank's direct route");
   const auto command = bench_command();
 
   // raw DEALER/ROUTER
@@ -280,37 +295,41 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
   const bool has_redis = false;
 #endif
 
-  Series esper, raw, red;
-  std::vector<double> there_us, back_us;  // client send -> rank handler, rank handler -> client
+  Series esper, via, raw, red;
+  std::vector<double> there_us, back_us;  // client send -> rank handler, rank handler -> client (direct)
   std::uint64_t raw_seq = 0;
-  const auto esper_once = [&](bool record) {
+  const auto esper_round_trip = [&](fabric::Client& c, Series& series, bool record, bool split) {
     const auto t0 = Clock::now();
     const auto wall0 = wire::wall_clock_ns();
-    const auto id = client.send(command);
+    const auto id = c.send(command);
     if (!id) {
-      ++esper.lost;
+      ++series.lost;
       return;
     }
     while (Clock::now() - t0 < 5s) {
-      for (auto& o : client.poll(100ms)) {
+      for (auto& o : c.poll(100ms)) {
         if (!same(o.id, *id)) {
-          ++esper.reord;  // an earlier command completing now: cannot happen one at a time
+          ++series.reord;  // an earlier command completing now: cannot happen one at a time
           continue;
         }
         const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
         if (!o.all_ok() || o.targets.size() != 1 || o.targets[0].rank != kRank) {
-          ++esper.wrong;
+          ++series.wrong;
         } else if (record) {
-          esper.us.push_back(us);
-          const auto handled = static_cast<double>(o.targets[0].result.applied_at_step);
-          there_us.push_back((handled - static_cast<double>(wall0)) / 1e3);
-          back_us.push_back((static_cast<double>(wire::wall_clock_ns()) - handled) / 1e3);
+          series.us.push_back(us);
+          if (split) {
+            const auto handled = static_cast<double>(o.targets[0].result.applied_at_step);
+            there_us.push_back((handled - static_cast<double>(wall0)) / 1e3);
+            back_us.push_back((static_cast<double>(wire::wall_clock_ns()) - handled) / 1e3);
+          }
         }
         return;
       }
     }
-    ++esper.lost;
+    ++series.lost;
   };
+  const auto esper_once = [&](bool record) { esper_round_trip(client, esper, record, true); };
+  const auto via_once = [&](bool record) { esper_round_trip(broker_client, via, record, false); };
   const auto raw_once = [&](bool record) {
     const std::uint64_t seq = ++raw_seq;
     std::memcpy(raw_payload.data(), &seq, 8);
@@ -371,6 +390,7 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
   const std::size_t warm = cfg.quick ? 100 : 300;
   for (std::size_t i = 0; i < warm; ++i) {
     esper_once(false);
+    via_once(false);
     raw_once(false);
 #ifdef ESPER_HAVE_REDIS
     if (has_redis) redis_once(false);
@@ -381,6 +401,7 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
   const auto deadline = Clock::now() + (cfg.quick ? 20s : 60s);
   for (int round = 0; round < kRounds && Clock::now() < deadline; ++round) {
     for (std::size_t i = 0; i < per_round && Clock::now() < deadline; ++i) esper_once(true);
+    for (std::size_t i = 0; i < per_round && Clock::now() < deadline; ++i) via_once(true);
     for (std::size_t i = 0; i < per_round && Clock::now() < deadline; ++i) raw_once(true);
 #ifdef ESPER_HAVE_REDIS
     if (has_redis) {
@@ -397,41 +418,44 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
   }
 
   const auto e = summarize(esper.us);
+  const auto v = summarize(via.us);
   const auto b = summarize(raw.us);
   const auto r = summarize(red.us);
   const auto there = summarize(there_us);
   const auto back = summarize(back_us);
   std::fprintf(stderr,
-               "  rtt %s: esper p50 %.0f p99 %.0f us (n=%zu; p50 there %.0f, back %.0f) | raw p50 %.0f p99 %.0f | redis "
-               "p50 %.0f p99 %.0f\n",
-               t.c_str(), e.p50, e.p99, e.n, there.p50, back.p50, b.p50, b.p99, r.p50, r.p99);
+               "  rtt %s: esper p50 %.0f p99 %.0f us (n=%zu; p50 there %.0f, back %.0f) | via broker p50 %.0f p99 %.0f | "
+               "raw p50 %.0f p99 %.0f | redis p50 %.0f p99 %.0f\n",
+               t.c_str(), e.p50, e.p99, e.n, there.p50, back.p50, v.p50, v.p99, b.p50, b.p99, r.p50, r.p99);
   const std::string redis_transport = t == "tcp" ? "Redis XADD/XREAD tcp" : "Redis XADD/XREAD unix";
   std::vector<Row> rows;
-  const auto row = [&](const std::string& what, double v, const std::string& base_name, double base, const std::string& target,
-                       double limit) {
+  const auto row = [&](const std::string& what, double value, const std::string& base_name, double base,
+                       const std::string& target, double limit, const Series& series = {}) {
+    const Series& s = series.us.empty() ? esper : series;
+    const auto st = summarize(s.us);
     Row x;
     x.group = "rtt";
     x.what = what;
     x.transport = t;
     x.procs = t == "inproc" ? 1 : 2;
     x.unit = "us";
-    x.value = v;
+    x.value = value;
     x.baseline = base_name;
     x.base_value = base;
-    x.ratio = base > 0 ? v / base : 0;
+    x.ratio = base > 0 ? value / base : 0;
     x.target = target;
     x.met = limit > 0 && base > 0 ? (x.ratio <= limit ? 1 : 0) : -1;
-    x.lost = esper.lost;
-    x.dup = esper.dup;  // delivered twice to the caller; duplicates the client suppressed are in the JSON
-    x.reord = esper.reord;
-    x.wrong = esper.wrong;
-    x.extra = {{"samples", static_cast<double>(e.n)},
+    x.lost = s.lost;
+    x.dup = s.dup;  // delivered twice to the caller; duplicates the client suppressed are in the JSON
+    x.reord = s.reord;
+    x.wrong = s.wrong;
+    x.extra = {{"samples", static_cast<double>(s.us.size())},
                {"baseline_samples", static_cast<double>(base_name.rfind("Redis", 0) == 0 ? r.n : b.n)},
                {"command_bytes", static_cast<double>(sizes.command)},
                {"result_bytes", static_cast<double>(sizes.result)},
-               {"esper_mean_us", e.mean},
-               {"esper_p90_us", e.p90},
-               {"esper_max_us", e.max},
+               {"esper_mean_us", st.mean},
+               {"esper_p90_us", st.p90},
+               {"esper_max_us", st.max},
                {"there_p50_us", there.p50},
                {"back_p50_us", back.p50},
                {"there_p99_us", there.p99},
@@ -451,6 +475,9 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
     row("round trip p99", e.p99, redis_transport, r.p99, "<1x Redis", 0.999999);
     row("round trip p99.9", e.p999, redis_transport, r.p999, "-", 0);
   }
+  // The same command through the broker (two hops each way), for comparison: no target.
+  row("round trip p50, via broker", v.p50, "raw DEALER/ROUTER", b.p50, "-", 0, via);
+  row("round trip p99, via broker", v.p99, "raw DEALER/ROUTER", b.p99, "-", 0, via);
   return rows;
 }
 
@@ -505,6 +532,7 @@ Sustained sustained_esper(const std::string& t, const Config& cfg, const TempDir
   Child rank({"rank", "--kind", "esper", "--endpoint", broker.endpoints().cmd, "--rank", std::to_string(kRank)});
   if (!rank.read_line_starting("ready", 20s) || !wait_for_rank(broker, kRank, 10s)) throw Error("rank did not start");
   fabric::Client client(ctx, broker.endpoints().cmd);
+  if (!wait_for_direct_route(client, 10s)) throw Error("the client did not get the rank's direct route");
   const auto command = bench_command();
   const std::uint64_t n = cfg.sustained_commands;
   std::vector<std::uint8_t> got(n, 0);
@@ -647,6 +675,7 @@ int child_mem_client(const Args& a) {
   ParentLink parent;
   zmq::context_t ctx;
   fabric::Client client(ctx, a.str("--endpoint"));
+  if (!wait_for_direct_route(client, 10s)) return 1;
   const auto count = static_cast<std::size_t>(a.num("--count", 10'000));
   const auto command = bench_command();
   // Warm-up: one command pending, so the encoder, the socket and the table exist before measuring.

@@ -107,6 +107,9 @@ Run add_ctl(CLI::App& app) {
     fabric::ClientOptions co;
     co.retry.max_attempts = a->retries;
     fabric::Client client(ctx, a->broker, co);
+    // With the broker's route table the command goes straight to the ranks; without it (an old or
+    // slow broker), through the broker: either way it arrives.
+    if (!client.wait_for_routes(std::chrono::seconds(1))) spdlog::debug("no route table yet: sending through the broker");
     spdlog::debug("sending {} to {}", *kind, a->target);
     const auto outcome = client.call(cmd, *priority);
     for (const auto& t : outcome.targets) std::printf("%s\n", describe(t).c_str());

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include "core/error.hpp"
@@ -19,6 +20,7 @@ using wire::MsgId;
 struct Rank {
   std::string routing_id;
   std::vector<std::uint32_t> layers;
+  std::string endpoint;  // direct command endpoint, connectable; empty: through the broker only
   std::chrono::milliseconds interval{1000};
   Clock::time_point last_seen;
   bool alive = false;
@@ -50,6 +52,8 @@ struct Broker::Impl {
   std::map<std::int32_t, Rank> ranks;
   std::unordered_map<std::string, std::int32_t> rank_of;  // routing id -> rank
   std::unordered_map<MsgIdKey, PendingCommand, MsgIdHash> pending;
+  std::set<std::string> route_subscribers;  // clients that asked for the route table ('T')
+  std::uint64_t routes_version = 0;
   JobState state;
   std::uint64_t event_seq = 0;
   Clock::time_point next_tick{};
@@ -58,7 +62,7 @@ struct Broker::Impl {
   void forward_publications();
   void drain_subscriptions();
   void handle_router();
-  void on_heartbeat(const std::string& from, const wire::Message& m);
+  void on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame);
   void on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
   void on_result(const zmq::message_t& frame, const wire::Message& m);
   void publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank);
@@ -67,7 +71,10 @@ struct Broker::Impl {
             const std::string& detail);
   void tick(Clock::time_point now);
   void publish_live_ranks();
-  bool send_to(const std::string& peer, char type, std::span<zmq::message_t> rest);
+  void send_routes(const std::string& to);
+  void routes_changed();
+  // False when the message could not be queued; *gone set when the peer has disconnected.
+  bool send_to(const std::string& peer, char type, std::span<zmq::message_t> rest, bool* gone = nullptr);
   void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
     bump(self.counters_.frames_rejected);
     self.rejects_.add(where, why, bytes(frame));
@@ -102,6 +109,7 @@ Broker::~Broker() { stop(); }
 void Broker::stop() noexcept {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
+  for (const auto* e : {&endpoints_.cmd, &endpoints_.pub, &endpoints_.sub}) remove_ipc_file(*e);
 }
 
 std::vector<std::int32_t> Broker::live_ranks() const {
@@ -174,14 +182,17 @@ void Broker::Impl::drain_subscriptions() {
   }
 }
 
-bool Broker::Impl::send_to(const std::string& peer, char type, std::span<zmq::message_t> rest) {
+bool Broker::Impl::send_to(const std::string& peer, char type, std::span<zmq::message_t> rest, bool* gone) {
   try {
     if (!router.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       bump(self.counters_.send_would_block);
       return false;
     }
   } catch (const zmq::error_t& e) {
-    if (e.num() == EHOSTUNREACH) return false;  // the peer is gone
+    if (e.num() == EHOSTUNREACH) {  // the peer is gone
+      if (gone != nullptr) *gone = true;
+      return false;
+    }
     throw;
   }
   router.send(type_frame(type), rest.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
@@ -221,6 +232,11 @@ void Broker::Impl::handle_router() {
       send_to(from, frame::kSnapshot, reply);
       continue;
     }
+    if (type == frame::kRoutes) {
+      route_subscribers.insert(from);
+      send_routes(from);
+      continue;
+    }
     if (type == frame::kPing) {
       // Echo on the pub/sub side: a subscriber that sees it knows its subscription is active.
       const std::string topic = std::string(kPingPrefix) + parts.back().to_string();
@@ -245,7 +261,9 @@ void Broker::Impl::handle_router() {
     }
     switch (type) {
       case frame::kHeartbeat:
-        if (msg->kind() == wire::Body::Heartbeat) on_heartbeat(from, *msg);
+        if (msg->kind() == wire::Body::Heartbeat) {
+          on_heartbeat(from, *msg, parts[2]);
+        }
         else reject("broker cmd", "'H' frame does not hold a Heartbeat", parts[2]);
         break;
       case frame::kCommand:
@@ -270,23 +288,68 @@ void Broker::Impl::handle_router() {
   }
 }
 
-void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m) {
+namespace {
+// A rank that binds its direct command socket on every interface announces tcp://0.0.0.0:PORT;
+// the address its heartbeat came from is where clients reach it.
+std::string completed_endpoint(std::string endpoint, const zmq::message_t& frame) {
+  const std::string any = "tcp://0.0.0.0:";
+  if (endpoint.rfind(any, 0) != 0) return endpoint;
+  // libzmq reads message properties through a non-const handle; it does not modify the message.
+  const char* peer = zmq_msg_gets(const_cast<zmq_msg_t*>(frame.handle()), "Peer-Address");
+  if (peer == nullptr || *peer == '\0') return {};  // no address known: the broker path serves this rank
+  const std::string host = std::strchr(peer, ':') != nullptr ? "[" + std::string(peer) + "]" : std::string(peer);
+  return "tcp://" + host + endpoint.substr(any.size() - 1);
+}
+}  // namespace
+
+void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame) {
   bump(self.counters_.heartbeats);
   const auto* src = m.envelope().source();
   const auto* hb = m.body<wire::Heartbeat>();
   if (src == nullptr || src->rank() < 0) return;
   auto& r = ranks[src->rank()];
+  std::vector<std::uint32_t> layers;
+  if (hb->layers() != nullptr) layers.assign(hb->layers()->begin(), hb->layers()->end());
+  std::string endpoint = hb->command_endpoint() ? completed_endpoint(hb->command_endpoint()->str(), frame) : "";
+  const bool changed = !r.alive || r.layers != layers || r.endpoint != endpoint;
   r.routing_id = from;
   rank_of[from] = src->rank();
   r.interval = std::chrono::milliseconds(std::max<std::uint32_t>(hb->interval_ms(), 1));
   r.last_seen = Clock::now();
-  r.layers.clear();
-  if (hb->layers() != nullptr) r.layers.assign(hb->layers()->begin(), hb->layers()->end());
+  r.layers = std::move(layers);
+  r.endpoint = std::move(endpoint);
   if (!r.alive) {
     r.alive = true;
     publish_live_ranks();
     publish_own_event(wire::rank_joined(src->rank(), -1, src->host() ? src->host()->str() : "", src->pid(), r.layers));
   }
+  if (changed) routes_changed();
+}
+
+void Broker::Impl::send_routes(const std::string& to) {
+  wire::RouteTableT table;
+  table.version = routes_version;
+  for (const auto& [rank, r] : ranks) {
+    if (!r.alive) continue;
+    auto route = std::make_unique<wire::RankRouteT>();
+    route->rank = rank;
+    route->layers = r.layers;
+    route->command_endpoint = r.endpoint;
+    table.ranks.push_back(std::move(route));
+  }
+  wire::Header h;
+  h.msg_id = ids.next();
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = encoder.encode(h, table);
+  std::array<zmq::message_t, 1> body{zmq::message_t(f.data(), f.size())};
+  bool gone = false;
+  if (!send_to(to, frame::kRoutes, body, &gone) && gone) route_subscribers.erase(to);
+}
+
+void Broker::Impl::routes_changed() {
+  ++routes_version;
+  const std::vector<std::string> subscribers(route_subscribers.begin(), route_subscribers.end());
+  for (const auto& c : subscribers) send_routes(c);
 }
 
 void Broker::Impl::on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
@@ -298,12 +361,7 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
   const auto* t = cmd->target();
   const auto kind = t ? t->kind() : wire::TargetKind::ALL;
   for (const auto& [rank, r] : ranks) {
-    if (!r.alive) continue;
-    const bool match = kind == wire::TargetKind::ALL ||
-                       (kind == wire::TargetKind::RANK && rank == t->rank()) ||
-                       (kind == wire::TargetKind::LAYER &&
-                        std::find(r.layers.begin(), r.layers.end(), t->layer()) != r.layers.end());
-    if (match) targets.push_back(rank);
+    if (r.alive && targets_rank(t, rank, r.layers)) targets.push_back(rank);
   }
   if (targets.empty()) {
     if (kind == wire::TargetKind::RANK) {
@@ -408,6 +466,7 @@ void Broker::Impl::tick(Clock::time_point now) {
                             " ms (interval " + std::to_string(r.interval.count()) + " ms)";
     publish_live_ranks();
     publish_own_event(wire::rank_lost(rank, 0, static_cast<std::uint32_t>(silent / r.interval), why));
+    routes_changed();  // clients fail what they sent it directly
     for (auto it = pending.begin(); it != pending.end();) {
       auto& owed = it->second.owed;
       if (const auto pos = std::find(owed.begin(), owed.end(), rank); pos != owed.end()) {

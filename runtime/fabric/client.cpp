@@ -12,6 +12,8 @@ bool CommandOutcome::all_ok() const {
 
 Client::Client(zmq::context_t& ctx, const std::string& broker, ClientOptions options)
     : options_(std::move(options)),
+      ctx_(ctx),
+      scheme_(scheme_of(broker)),
       dealer_(ctx, zmq::socket_type::dealer),
       encoder_(wire::SourceInfo{-1, wire::Role::CONTROLLER, options_.job_id, "", 0}, options_.encode),
       decoder_(options_.limits),
@@ -20,6 +22,9 @@ Client::Client(zmq::context_t& ctx, const std::string& broker, ClientOptions opt
   dealer_.set(zmq::sockopt::sndhwm, options_.sndhwm);
   dealer_.set(zmq::sockopt::rcvhwm, options_.sndhwm);
   connect_or_throw(dealer_, broker);
+  items_.push_back({dealer_.handle(), 0, ZMQ_POLLIN, 0});
+  item_ranks_.push_back(-1);
+  if (options_.direct) (void)send_frame(frame::kRoutes, {});  // the table arrives while polling
 }
 
 std::chrono::milliseconds Client::jittered(std::chrono::milliseconds d) {
@@ -39,10 +44,20 @@ Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wir
   const wire::CommandTarget target = command.target ? *command.target : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);
   h.partition_key = target.layer();
   const auto f = encoder_.encode(h, command);
-  if (!send_frame(frame::kCommand, f)) return unexpected(would_block());
+  Pending p;
+  p.targets = direct_targets(target);
+  if (!p.targets.empty()) {
+    std::size_t sent = 0;
+    for (const auto rank : p.targets) sent += send_direct(rank, f) ? 1 : 0;
+    if (sent == 0) return unexpected(would_block());
+    p.direct = p.dispatched = true;  // a target whose send would block gets it with the first retry
+    ++sent_direct_;
+  } else {
+    if (!send_frame(frame::kCommand, f)) return unexpected(would_block());
+    ++sent_via_broker_;
+  }
   bump(counters_.commands_sent);
   const auto now = Clock::now();
-  Pending p;
   p.frame.assign(f.begin(), f.end());
   p.start = now;
   p.deadline = now + std::chrono::milliseconds(command.timeout_ms);
@@ -64,6 +79,44 @@ Expected<wire::MsgId, SendError> Client::emit(const wire::EventT& event) {
   return h.msg_id;
 }
 
+std::vector<std::int32_t> Client::direct_targets(const wire::CommandTarget& target) const {
+  std::vector<std::int32_t> out;
+  if (!options_.direct || routes_version_ == 0) return out;
+  for (const auto& [rank, peer] : peers_) {
+    if (!targets_rank(&target, rank, peer.layers)) continue;
+    if (!peer.socket) return {};  // a target only the broker reaches: send it all that way
+    out.push_back(rank);
+  }
+  return out;
+}
+
+bool Client::wait_for_routes(std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  while (options_.direct && !has_routes() && Clock::now() < until) {
+    (void)poll(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()), std::chrono::milliseconds(5)));
+  }
+  return has_routes();
+}
+
+std::vector<Route> Client::routes() const {
+  std::vector<Route> out;
+  for (const auto& [rank, peer] : peers_) out.push_back(Route{rank, peer.layers, peer.endpoint, peer.socket != nullptr});
+  return out;
+}
+
+bool Client::send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes) {
+  const auto it = peers_.find(rank);
+  if (it == peers_.end() || !it->second.socket) return false;
+  auto& s = *it->second.socket;
+  if (!s.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(counters_.send_would_block);
+    return false;
+  }
+  s.send(zmq::message_t(bytes.data(), bytes.size()), zmq::send_flags::none);
+  bump(counters_.frames_sent);
+  return true;
+}
+
 bool Client::send_frame(char type, std::span<const std::uint8_t> bytes) {
   if (!dealer_.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     bump(counters_.send_would_block);
@@ -79,9 +132,18 @@ SendError Client::would_block() {
 }
 
 bool Client::resend(Pending& p) {
-  if (!send_frame(frame::kCommand, p.frame)) return false;
-  bump(counters_.commands_retried);
-  return true;
+  bool sent = false;
+  if (!p.direct) {
+    sent = send_frame(frame::kCommand, p.frame);
+  } else {
+    for (const auto rank : p.targets) {
+      if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+        sent = send_direct(rank, p.frame) || sent;
+      }
+    }
+  }
+  if (sent) bump(counters_.commands_retried);
+  return sent;
 }
 
 TargetOutcome Client::failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const {
@@ -97,18 +159,25 @@ TargetOutcome Client::failure(const Pending& p, std::int32_t rank, wire::Failure
 std::vector<CommandOutcome> Client::poll(std::chrono::milliseconds timeout) {
   std::vector<CommandOutcome> done;
   const auto until = Clock::now() + timeout;
-  zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
+  // Sockets are read only where a poll saw input (a read that finds nothing still costs system
+  // calls), so every call polls at least once, even with a timeout of 0.
+  bool polled = false;
   for (;;) {
-    receive(done);
+    if (items_[0].revents & ZMQ_POLLIN) {
+      items_[0].revents = 0;
+      receive(done);
+    }
+    receive_peers(done);
     const auto now = Clock::now();
     if (now >= next_timer_check_) {
       check_timers(now, done);
       next_timer_check_ = now + std::chrono::milliseconds(2);
     }
-    if (!done.empty() || now >= until) return done;
+    if (!done.empty() || (polled && now >= until)) return done;
     const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
                                std::chrono::milliseconds(pending_.empty() ? 50 : 2));
-    zmq::poll(&item, 1, std::max(wait, std::chrono::milliseconds(0)));
+    zmq::poll(items_.data(), items_.size(), std::max(wait, std::chrono::milliseconds(0)));
+    polled = true;
   }
 }
 
@@ -138,11 +207,97 @@ void Client::receive(std::vector<CommandOutcome>& done) {
       on_result(parts[1], done);
     } else if (type == frame::kFailure && parts.size() == 2) {
       on_failure(parts[1], done);
+    } else if (type == frame::kRoutes && parts.size() == 2) {
+      on_routes(parts[1], done);
     } else {
       bump(counters_.frames_rejected);
       rejects_.add("client", "unexpected message from the broker (" + std::to_string(parts.size()) + " frames)",
                    bytes(parts.back()));
     }
+  }
+}
+
+// Results straight from the ranks: ['R'][envelope] on each peer's socket, read where poll saw input.
+void Client::receive_peers(std::vector<CommandOutcome>& done) {
+  for (std::size_t i = 1; i < items_.size(); ++i) {
+    if ((items_[i].revents & ZMQ_POLLIN) == 0) continue;
+    items_[i].revents = 0;
+    const auto it = peers_.find(item_ranks_[i]);
+    if (it == peers_.end() || !it->second.socket) continue;
+    for (int burst = 0; burst < 1024; ++burst) {
+      std::vector<zmq::message_t> parts;
+      if (!zmq::recv_multipart(*it->second.socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
+      bump(counters_.frames_received);
+      if (parts.size() == 2 && type_of(parts[0]) == frame::kResult) {
+        on_result(parts[1], done);
+      } else {
+        bump(counters_.frames_rejected);
+        rejects_.add("client direct", "unexpected message from rank " + std::to_string(it->first) + " (" +
+                                          std::to_string(parts.size()) + " frames)",
+                     bytes(parts.back()));
+      }
+    }
+  }
+}
+
+// A new route table: connect to new or moved ranks; what a rank that left it still owes on the
+// direct path fails as lost (the broker dropped it for missing heartbeats, or it disconnected).
+void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+  auto msg = decoder_.decode(bytes(frame));
+  if (!msg || msg->kind() != wire::Body::RouteTable) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", msg ? "'T' frame does not hold a RouteTable" : msg.error().message(), bytes(frame));
+    return;
+  }
+  const auto* table = msg->body<wire::RouteTable>();
+  std::map<std::int32_t, Peer> next;
+  if (table->ranks() != nullptr) {
+    for (const auto* r : *table->ranks()) {
+      Peer peer;
+      if (r->layers() != nullptr) peer.layers.assign(r->layers()->begin(), r->layers()->end());
+      if (r->command_endpoint() != nullptr) peer.endpoint = r->command_endpoint()->str();
+      const auto old = peers_.find(r->rank());
+      if (old != peers_.end() && old->second.endpoint == peer.endpoint) {
+        peer.socket = std::move(old->second.socket);
+      } else if (!peer.endpoint.empty() && scheme_of(peer.endpoint) == scheme_) {
+        peer.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+        peer.socket->set(zmq::sockopt::linger, 0);
+        peer.socket->set(zmq::sockopt::sndhwm, options_.sndhwm);
+        peer.socket->set(zmq::sockopt::rcvhwm, options_.sndhwm);
+        try {
+          peer.socket->connect(peer.endpoint);
+        } catch (const zmq::error_t&) {
+          peer.socket.reset();  // not reachable from here: the broker path serves it
+        }
+      }
+      next[r->rank()] = std::move(peer);
+    }
+  }
+  std::vector<Key> affected;
+  for (auto& [k, p] : pending_) {
+    if (!p.direct) continue;
+    for (const auto rank : p.targets) {
+      if (next.contains(rank) ||
+          std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+        continue;
+      }
+      p.outcomes.push_back(failure(p, rank, wire::FailureReason::RANK_LOST,
+                                   "rank " + std::to_string(rank) + " left the broker's route table (reported lost)"));
+      bump(counters_.commands_failed);
+      affected.push_back(k);
+    }
+  }
+  peers_ = std::move(next);
+  routes_version_ = table->version() + 1;
+  items_.resize(1);
+  item_ranks_.assign(1, -1);
+  for (const auto& [rank, peer] : peers_) {
+    if (!peer.socket) continue;
+    items_.push_back({peer.socket->handle(), 0, ZMQ_POLLIN, 0});
+    item_ranks_.push_back(rank);
+  }
+  for (const auto& k : affected) {
+    if (const auto it = pending_.find(k); it != pending_.end()) complete_if_done(k, it->second, done);
   }
 }
 
@@ -240,10 +395,12 @@ void Client::complete_if_done(const Key& k, Pending& p, std::vector<CommandOutco
 
 void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& done) {
   std::vector<Key> finished;
+  bool retried_direct = false;
   for (auto& [k, p] : pending_) {
     const bool exhausted = p.attempts >= options_.retry.max_attempts && now >= p.next_retry;
     if (now < p.deadline && !exhausted) {
       if (now >= p.next_retry && resend(p)) {
+        retried_direct = retried_direct || p.direct;
         ++p.attempts;
         p.backoff = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(p.backoff * options_.retry.multiplier),
                              options_.retry.max);
@@ -272,6 +429,9 @@ void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& do
     done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
     pending_.erase(k);
   }
+  // A direct command without an answer: ask for the table again, in case a change was missed (or
+  // a restarted broker forgot this client's subscription).
+  if (retried_direct) (void)send_frame(frame::kRoutes, {});
 }
 
 }  // namespace esper::fabric

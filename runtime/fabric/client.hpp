@@ -5,11 +5,21 @@
 // Delivery is at-least-once: a command without all its results is re-sent with the same msg_id
 // after a backoff (exponential, with jitter), and ranks deduplicate by msg_id, so it is applied
 // once. The client is single-threaded: send() never blocks (would-block and a full pending table
-// are expected outcomes, returned as values) and poll() pumps the socket and the timers.
+// are expected outcomes, returned as values) and poll() pumps the sockets and the timers.
+//
+// Two paths: by default the client asks the broker for its route table (the live ranks, their
+// layers and direct command endpoints, pushed again on every change) and sends a command straight
+// to each target rank, one hop each way; the broker keeps liveness, and a rank it reports lost
+// fails what that rank still owes. A command goes through the broker instead (which resolves the
+// targets, acknowledges them with 'D' and forwards) before the table has arrived, when a target
+// has no direct endpoint on this client's transport, when the table shows no target, or with
+// ClientOptions::direct off.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -41,6 +51,7 @@ struct ClientOptions {
   int sndhwm = 100'000;
   wire::DecodeLimits limits{};
   wire::EncodeOptions encode{};
+  bool direct = true;  // send straight to the ranks where the route table allows (see above)
 };
 
 // The terminal outcome at one target rank.
@@ -58,6 +69,14 @@ struct CommandOutcome {
   wire::MsgId id;
   std::vector<TargetOutcome> targets;      // one per target rank (one entry with rank -1 if none known)
   [[nodiscard]] bool all_ok() const;       // every target answered with status OK
+};
+
+// One rank in the broker's route table, as this client sees it.
+struct Route {
+  std::int32_t rank = -1;
+  std::vector<std::uint32_t> layers;
+  std::string endpoint;  // its direct command endpoint; empty: none
+  bool direct = false;   // reachable from here (same transport as the broker's): sent to directly
 };
 
 enum class SendErrc : std::uint8_t { WouldBlock, TooManyPending };
@@ -84,6 +103,16 @@ class Client {
   CommandOutcome call(const wire::CommandT& command, wire::Priority priority = wire::Priority::NORMAL);
 
   [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+  // True once the broker's route table has arrived (direct sends possible).
+  [[nodiscard]] bool has_routes() const noexcept { return routes_version_ != 0; }
+  [[nodiscard]] std::vector<Route> routes() const;
+  // Before the first command: polls until the route table has arrived (or `timeout` passes), so
+  // that the first command already goes straight to the ranks. Returns has_routes(). Call it with
+  // nothing in flight: outcomes completing meanwhile would be dropped.
+  bool wait_for_routes(std::chrono::milliseconds timeout);
+  // Commands sent straight to ranks / through the broker, first sends only.
+  [[nodiscard]] std::uint64_t sent_direct() const noexcept { return sent_direct_; }
+  [[nodiscard]] std::uint64_t sent_via_broker() const noexcept { return sent_via_broker_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
 
@@ -96,12 +125,24 @@ class Client {
     std::chrono::milliseconds backoff;
     std::uint32_t attempts = 1;
     bool dispatched = false;
+    bool direct = false;                   // sent straight to the ranks (see above)
     wire::CommandTarget target;
     std::vector<std::int32_t> targets;
     std::vector<TargetOutcome> outcomes;
   };
 
+  struct Peer {
+    std::vector<std::uint32_t> layers;
+    std::string endpoint;
+    std::unique_ptr<zmq::socket_t> socket;  // connected when the endpoint is reachable from here
+  };
+
   void receive(std::vector<CommandOutcome>& done);
+  void receive_peers(std::vector<CommandOutcome>& done);
+  void on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
+  // The targets for a direct send, or empty when the command must go through the broker.
+  std::vector<std::int32_t> direct_targets(const wire::CommandTarget& target) const;
+  bool send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes);
   void on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
   void on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
@@ -115,7 +156,14 @@ class Client {
   TargetOutcome failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const;
 
   ClientOptions options_;
+  zmq::context_t& ctx_;
+  std::string scheme_;  // the transport this client reaches the broker with
   zmq::socket_t dealer_;
+  std::map<std::int32_t, Peer> peers_;  // the route table
+  std::uint64_t routes_version_ = 0;    // 0: no table yet
+  std::vector<zmq::pollitem_t> items_;  // the broker, then each connected peer
+  std::vector<std::int32_t> item_ranks_;
+  std::uint64_t sent_direct_ = 0, sent_via_broker_ = 0;
   wire::Encoder encoder_;
   wire::Decoder decoder_;
   wire::MsgIdGenerator ids_;

@@ -1,5 +1,7 @@
 #include "fabric/framing.hpp"
 
+#include <unistd.h>
+
 #include "core/error.hpp"
 
 namespace esper::fabric {
@@ -27,6 +29,30 @@ std::string connectable(const std::string& reported, const std::string& cmd_endp
   const auto port = reported.substr(reported.rfind(':'));
   const auto host_end = cmd_endpoint_used.rfind(':');
   return cmd_endpoint_used.substr(0, host_end) + port;
+}
+
+std::string direct_bind_address(const std::string& broker, std::int32_t rank, std::uint64_t unique) {
+  const auto scheme = scheme_of(broker);
+  const std::string tag = ".rank" + std::to_string(rank) + "-" + std::to_string(unique);
+  if (scheme == "inproc" || scheme == "ipc") {
+    // The broker's command endpoint is BASE.cmd (bind_addresses): put ours beside it.
+    auto base = broker;
+    if (base.size() > 4 && base.compare(base.size() - 4, 4, ".cmd") == 0) base.resize(base.size() - 4);
+    return base + tag;
+  }
+  if (scheme == "tcp") {
+    const auto host = broker.substr(6, broker.rfind(':') - 6);
+    const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
+    return "tcp://" + (loopback ? host : std::string("0.0.0.0")) + ":0";
+  }
+  return {};
+}
+
+void remove_ipc_file(const std::string& endpoint) noexcept {
+  constexpr std::string_view ipc = "ipc://";
+  if (endpoint.size() > ipc.size() && endpoint.compare(0, ipc.size(), ipc) == 0 && endpoint[ipc.size()] != '@') {
+    (void)::unlink(endpoint.c_str() + ipc.size());  // '@': an abstract socket has no file
+  }
 }
 
 Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout) {

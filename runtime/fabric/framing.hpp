@@ -14,8 +14,13 @@
 //   'S' snapshot  (request: [S]; reply: [S][meta][StateSnapshot envelope])
 //   'I' info      (request: [I]; reply: [I][pub endpoint][sub endpoint])
 //   'P' ping      ([P][nonce]: the broker publishes topic "sys/ping/<nonce>", so a subscriber knows it is live)
+//   'T' routes    (request: [T], which also subscribes to changes; reply and every change after it:
+//                 [T][RouteTable envelope]: the live ranks, their layers and direct command endpoints)
+// Direct command channel (client DEALER -> a rank's ROUTER, one hop each way):
+//   'C' command [envelope] in, 'R' result [envelope] back; the same bytes as through the broker.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -40,6 +45,7 @@ inline constexpr char kFailure = 'F';
 inline constexpr char kSnapshot = 'S';
 inline constexpr char kInfo = 'I';
 inline constexpr char kPing = 'P';
+inline constexpr char kRoutes = 'T';
 }  // namespace frame
 
 // Why a dispatch has fewer targets than asked for.
@@ -89,6 +95,27 @@ std::string connectable(const std::string& reported, const std::string& cmd_endp
 // Asks the broker behind `dealer` (connected to `broker`) for its pub/sub endpoints, made
 // connectable from here. Throws esper::Error when it does not answer within `timeout`.
 Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout);
+
+// Whether a rank holding `layers` is a target of `target` (null: all ranks). The broker and the
+// client's direct path resolve targets with this one rule.
+inline bool targets_rank(const wire::CommandTarget* target, std::int32_t rank, std::span<const std::uint32_t> layers) {
+  const auto kind = target ? target->kind() : wire::TargetKind::ALL;
+  return kind == wire::TargetKind::ALL || (kind == wire::TargetKind::RANK && rank == target->rank()) ||
+         (kind == wire::TargetKind::LAYER && std::find(layers.begin(), layers.end(), target->layer()) != layers.end());
+}
+
+// The transport of an endpoint: "tcp", "ipc", "inproc".
+inline std::string_view scheme_of(std::string_view endpoint) { return endpoint.substr(0, endpoint.find("://")); }
+
+// Where a rank binds its direct command socket when NodeOptions::command_endpoint is empty: the
+// transport it reaches the broker with. inproc://B and ipc://B get a name beside the broker's with
+// the rank and `unique` in it; tcp binds a free port, on the broker's host when that is a loopback
+// address, else on every interface (advertised as 0.0.0.0, completed by the broker).
+std::string direct_bind_address(const std::string& broker, std::int32_t rank, std::uint64_t unique);
+
+// Removes the socket file of a bound ipc:// endpoint (libzmq leaves it behind on close); other
+// transports are left alone. For a socket's owner, when it stops.
+void remove_ipc_file(const std::string& endpoint) noexcept;
 
 // A msg_id as a hash-map key.
 struct MsgIdKey {

@@ -1,6 +1,10 @@
 #include "fabric/node.hpp"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "core/error.hpp"
 #include "wire/builders.hpp"
@@ -25,8 +29,7 @@ Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
     : options_(std::move(options)),
       dealer_(ctx, zmq::socket_type::dealer),
       pub_(ctx, zmq::socket_type::xpub),
-      wake_rx_(ctx, zmq::socket_type::pair),
-      wake_tx_(ctx, zmq::socket_type::pair),
+      direct_(ctx, zmq::socket_type::router),
       io_encoder_(source_of(options_), options_.encode),
       decoder_(options_.limits),
       ids_(wire::Role::RANK, options_.rank),
@@ -52,33 +55,56 @@ Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
   zmq::message_t subscription;
   (void)pub_.recv(subscription);
 
-  const std::string wake_address = "inproc://esper-node-wake-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  wake_rx_.bind(wake_address);
-  wake_tx_.connect(wake_address);
+  // The direct command socket. Should it not bind (e.g. an ipc path too long for the platform),
+  // commands still arrive through the broker.
+  const auto direct = options_.command_endpoint.empty()
+                          ? direct_bind_address(broker, options_.rank, static_cast<std::uint64_t>(::getpid()) * 1'000'003u +
+                                                                           reinterpret_cast<std::uintptr_t>(this) % 1'000'003u)
+                          : options_.command_endpoint;
+  if (!direct.empty() && direct != "none") {
+    direct_.set(zmq::sockopt::linger, 0);
+    direct_.set(zmq::sockopt::router_mandatory, 1);  // a result for a client that has gone is dropped, not queued
+    direct_.set(zmq::sockopt::sndhwm, 100'000);
+    direct_.set(zmq::sockopt::rcvhwm, 100'000);
+    try {
+      direct_.bind(direct);
+      command_endpoint_ = direct_.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t&) {
+      command_endpoint_.clear();
+    }
+  }
+
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw Error(std::string("cannot create the node's wake-up eventfd: ") + std::strerror(errno));
   io_ = std::thread([this] { run(); });
 }
 
-Node::~Node() { stop(); }
+Node::~Node() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 void Node::stop() noexcept {
   if (stop_.exchange(true)) return;
   wake();
   if (io_.joinable()) io_.join();
+  remove_ipc_file(command_endpoint_);
 }
 
+// An eventfd, not a ZeroMQ pair: one write to wake, and a plain descriptor in the I/O thread's poll
+// (every ZeroMQ socket in a poll costs system calls on every turn).
 void Node::wake() {
-  std::lock_guard lock(wake_mu_);
-  try {
-    (void)wake_tx_.send(zmq::message_t(), zmq::send_flags::dontwait);
-  } catch (const zmq::error_t&) {
-    // The I/O thread is gone (context terminating); nothing left to wake.
-  }
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);  // fails only when the counter is saturated: already awake
 }
 
 void Node::run() {
+  // Each ZeroMQ socket in a poll costs system calls on every turn, so the publisher's incoming
+  // (re)subscriptions are drained with the heartbeats instead of polled.
   std::array<zmq::pollitem_t, 3> items{{{dealer_.handle(), 0, ZMQ_POLLIN, 0},
-                                        {wake_rx_.handle(), 0, ZMQ_POLLIN, 0},
-                                        {pub_.handle(), 0, ZMQ_POLLIN, 0}}};
+                                        {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                                        {direct_.handle(), 0, ZMQ_POLLIN, 0}}};
+  const std::size_t n_items = command_endpoint_.empty() ? 2 : 3;
   auto next_heartbeat = Clock::now();
   const auto check_every = std::min<std::chrono::milliseconds>(
       std::max<std::chrono::milliseconds>(options_.telemetry_window / 4, std::chrono::milliseconds(1)),
@@ -89,11 +115,14 @@ void Node::run() {
       if (now >= next_heartbeat) {
         send_heartbeat();
         next_heartbeat = now + options_.heartbeat_interval;
+        zmq::message_t m;
+        while (pub_.recv(m, zmq::recv_flags::dontwait)) {  // (re)subscriptions after a broker reconnect
+        }
       }
       send_telemetry(false);
       send_outbox();
       const auto until_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
-      zmq::poll(items.data(), items.size(),
+      zmq::poll(items.data(), n_items,
                 std::max(std::chrono::milliseconds(0), std::min(until_heartbeat, check_every)));
       if (items[0].revents & ZMQ_POLLIN) {
         for (int burst = 0; burst < 256; ++burst) {
@@ -101,7 +130,7 @@ void Node::run() {
           if (!zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
           bump(counters_.frames_received);
           if (parts.size() == 2 && type_of(parts[0]) == frame::kCommand) {
-            on_command_frame(parts[1]);
+            on_command_frame(parts[1], {});
           } else {
             bump(counters_.frames_rejected);
             rejects_.add("node", "unexpected message on the command channel (" + std::to_string(parts.size()) +
@@ -110,15 +139,10 @@ void Node::run() {
           }
         }
       }
+      if (n_items > 2 && (items[2].revents & ZMQ_POLLIN)) receive_direct();
       if (items[1].revents & ZMQ_POLLIN) {
-        zmq::message_t m;
-        while (wake_rx_.recv(m, zmq::recv_flags::dontwait)) {
-        }
-      }
-      if (items[2].revents & ZMQ_POLLIN) {  // (re)subscriptions after a broker reconnect
-        zmq::message_t m;
-        while (pub_.recv(m, zmq::recv_flags::dontwait)) {
-        }
+        std::uint64_t n;
+        (void)!::read(wake_fd_, &n, sizeof n);
       }
     }
     send_telemetry(true);
@@ -128,7 +152,24 @@ void Node::run() {
   }
 }
 
-void Node::on_command_frame(zmq::message_t& frame) {
+// Commands straight from clients: [client id]['C'][envelope].
+void Node::receive_direct() {
+  for (int burst = 0; burst < 256; ++burst) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(direct_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    bump(counters_.frames_received);
+    if (parts.size() == 3 && type_of(parts[1]) == frame::kCommand) {
+      on_command_frame(parts[2], parts[0].to_string());
+    } else {
+      bump(counters_.frames_rejected);
+      rejects_.add("node direct", "unexpected message on the direct command socket (" +
+                                      std::to_string(parts.size() - 1) + " frames after the routing id; expected ['C'][command])",
+                   bytes(parts.back()));
+    }
+  }
+}
+
+void Node::on_command_frame(zmq::message_t& frame, std::string route) {
   auto msg = decoder_.decode(bytes(frame));
   if (!msg || msg->kind() != wire::Body::Command) {
     bump(counters_.frames_rejected);
@@ -142,10 +183,13 @@ void Node::on_command_frame(zmq::message_t& frame) {
     bool answered = false;
     {
       std::lock_guard lock(cmd_mu_);
-      if (auto it = seen_.find(k); it != seen_.end() && it->second.answered) {
+      auto [it, fresh] = seen_.try_emplace(k);
+      if (fresh) remember(k);
+      it->second.route = route;  // answer the way the latest copy came
+      if (it->second.answered) {
         answered = true;
         std::lock_guard out_lock(out_mu_);
-        outbox_.emplace_back(frame::kResult, it->second.result);
+        outbox_.push_back(Outgoing{frame::kResult, route, it->second.result});
       }
     }
     if (!answered) answer(id, msg->envelope().priority(), wire::command_result(wire::Status::REJECTED, options_.rank, closed_reason_));
@@ -156,24 +200,28 @@ void Node::on_command_frame(zmq::message_t& frame) {
     std::lock_guard lock(cmd_mu_);
     if (auto it = seen_.find(k); it != seen_.end()) {
       bump(counters_.commands_deduplicated);
+      it->second.route = route;  // answer the way the latest copy came
       if (!it->second.answered) return;  // still queued: it will be answered once
       cached = it->second.result;
     } else {
-      seen_.emplace(k, Seen{});
+      seen_.emplace(k, Seen{false, {}, route});
       remember(k);
-      queue_[priority].push_back(Queued{std::move(frame), Clock::now()});
-      cmd_cv_.notify_all();
+      if (!options_.immediate_handler) {
+        queue_[priority].push_back(Queued{std::move(frame), Clock::now()});
+        cmd_cv_.notify_all();
+      }
     }
   }
   if (cached.empty()) {
-    if (options_.immediate_handler) {
-      poll_commands(options_.immediate_handler);  // on this (the I/O) thread: no hand-off
+    if (options_.immediate_handler) {  // on this (the I/O) thread: no queue, no hand-off, no wake-up
+      auto result = handle(options_.immediate_handler, *msg->body<wire::Command>(), msg->envelope(), Clock::now());
+      queue_answer(id, msg->envelope().priority(), std::move(result));
       send_outbox();
     }
     return;
   }
   std::lock_guard lock(out_mu_);
-  outbox_.emplace_back(frame::kResult, std::move(cached));
+  outbox_.push_back(Outgoing{frame::kResult, std::move(route), std::move(cached)});
 }
 
 void Node::remember(const MsgIdKey& id) {
@@ -203,23 +251,52 @@ bool Node::wait_for_command(std::chrono::milliseconds timeout) {
   });
 }
 
-bool TakenCommand::expired() const {
-  // The sender gives up timeout_ms after its send (timestamp_ns, its wall clock): past that, the
-  // command is answered TIMEOUT and not applied, so a sender's TIMEOUT is never followed by an
-  // application. Receipt time bounds it too, should the sender's clock run far ahead of ours.
-  const auto timeout = std::chrono::milliseconds(command().timeout_ms());
-  const auto sent_ns = envelope().timestamp_ns();
+namespace {
+
+// The sender gives up timeout_ms after its send (timestamp_ns, its wall clock): past that, the
+// command is answered TIMEOUT and not applied, so a sender's TIMEOUT is never followed by an
+// application. Receipt time bounds it too, should the sender's clock run far ahead of ours.
+bool expired(const wire::Command& command, const wire::Envelope& envelope, Clock::time_point received) {
+  const auto timeout = std::chrono::milliseconds(command.timeout_ms());
+  const auto sent_ns = envelope.timestamp_ns();
   const auto timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count());
   return (sent_ns != 0 && wire::wall_clock_ns() >= sent_ns + timeout_ns) || Clock::now() - received >= timeout;
 }
 
-wire::CommandResultT Node::expired_result(const TakenCommand& c) {
+wire::CommandResultT expired_result(const wire::Command& command, Clock::time_point received) {
   wire::CommandResultT r;
   r.status = wire::Status::TIMEOUT;
-  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c.received).count();
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - received).count();
   r.error = "expired after " + std::to_string(waited) + " ms at the rank (timeout " +
-            std::to_string(c.command().timeout_ms()) + " ms); not applied";
+            std::to_string(command.timeout_ms()) + " ms); not applied";
   return r;
+}
+
+}  // namespace
+
+bool TakenCommand::expired() const { return fabric::expired(command(), envelope(), received); }
+
+wire::CommandResultT Node::expired_result(const TakenCommand& c) { return fabric::expired_result(c.command(), c.received); }
+
+wire::CommandResultT Node::handle(const Handler& handler, const wire::Command& command, const wire::Envelope& envelope,
+                                  std::chrono::steady_clock::time_point received) {
+  const auto start = Clock::now();
+  wire::CommandResultT result;
+  if (fabric::expired(command, envelope, received)) {
+    result = fabric::expired_result(command, received);
+  } else {
+    try {
+      result = handler(IncomingCommand{command, envelope});
+    } catch (const std::exception& e) {
+      result = wire::CommandResultT{};
+      result.status = wire::Status::FAILED;
+      result.error = std::string("handler threw: ") + e.what();
+    }
+    bump(counters_.commands_applied);
+  }
+  result.execution_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+  return result;
 }
 
 void Node::close_commands(const std::string& reason) {
@@ -257,6 +334,11 @@ void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandR
 void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
   result.rank = options_.rank;
   std::vector<std::uint8_t> frame_bytes;
+  std::string route;
+  {
+    std::lock_guard lock(cmd_mu_);
+    if (auto it = seen_.find(key_of(id)); it != seen_.end()) route = it->second.route;
+  }
   {
     std::lock_guard lock(out_mu_);
     wire::Header h;
@@ -266,35 +348,19 @@ void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::Co
     h.timestamp_ns = wire::wall_clock_ns();
     const auto f = app_encoder_.encode(h, result);
     frame_bytes.assign(f.begin(), f.end());
-    outbox_.emplace_back(frame::kResult, frame_bytes);
+    outbox_.push_back(Outgoing{frame::kResult, route, frame_bytes});
   }
   {
     std::lock_guard lock(cmd_mu_);
-    seen_[key_of(id)] = Seen{true, std::move(frame_bytes)};
+    auto& seen = seen_[key_of(id)];
+    seen.answered = true;
+    seen.result = std::move(frame_bytes);
   }
 }
 
 std::size_t Node::poll_commands(const Handler& handler, std::size_t max) {
   auto taken = take_commands(max);
-  for (auto& c : taken) {
-    const auto start = Clock::now();
-    wire::CommandResultT result;
-    if (c.expired()) {
-      result = expired_result(c);
-    } else {
-      try {
-        result = handler(IncomingCommand{c.command(), c.envelope()});
-      } catch (const std::exception& e) {
-        result = wire::CommandResultT{};
-        result.status = wire::Status::FAILED;
-        result.error = std::string("handler threw: ") + e.what();
-      }
-      bump(counters_.commands_applied);
-    }
-    result.execution_ns = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    queue_answer(c.id(), c.envelope().priority(), std::move(result));
-  }
+  for (auto& c : taken) queue_answer(c.id(), c.envelope().priority(), handle(handler, c.command(), c.envelope(), c.received));
   if (!taken.empty()) wake();  // one wake-up for all the results
   return taken.size();
 }
@@ -307,29 +373,42 @@ void Node::emit(const wire::EventT& event) {
     h.partition_key = event.layer;
     h.timestamp_ns = wire::wall_clock_ns();
     const auto f = app_encoder_.encode(h, event);
-    outbox_.emplace_back(frame::kEvent, std::vector<std::uint8_t>(f.begin(), f.end()));
+    outbox_.push_back(Outgoing{frame::kEvent, {}, std::vector<std::uint8_t>(f.begin(), f.end())});
   }
   wake();
 }
 
 void Node::send_outbox() {
-  std::deque<std::pair<char, std::vector<std::uint8_t>>> out;
+  std::deque<Outgoing> out;
   {
     std::lock_guard lock(out_mu_);
     out.swap(outbox_);
   }
   while (!out.empty()) {
-    auto& [type, payload] = out.front();
+    auto& [type, route, payload] = out.front();
     if (type == frame::kResult && results_to_drop_ > 0) {
       --results_to_drop_;  // injected fault: this result is lost on the way
       out.pop_front();
       continue;
     }
-    if (!dealer_.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    auto& socket = route.empty() ? dealer_ : direct_;
+    try {
+      if (!route.empty() && !direct_.send(zmq::buffer(route), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        bump(counters_.send_would_block);
+        break;  // the client is slow: keep the rest, in order, for the next turn
+      }
+      if (!socket.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        bump(counters_.send_would_block);
+        break;  // the broker is slow: as above
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EHOSTUNREACH) throw;
+      // The client has gone; should it come back it re-sends, and the cached result answers it.
       bump(counters_.send_would_block);
-      break;  // the broker is slow: keep the rest, in order, for the next turn
+      out.pop_front();
+      continue;
     }
-    dealer_.send(zmq::message_t(payload.data(), payload.size()), zmq::send_flags::none);
+    socket.send(zmq::message_t(payload.data(), payload.size()), zmq::send_flags::none);
     bump(counters_.frames_sent);
     bump(type == frame::kResult ? counters_.results_sent : counters_.events);
     out.pop_front();
@@ -435,7 +514,8 @@ void Node::send_heartbeat() {
   const auto f = io_encoder_.encode(
       h, wire::heartbeat(step_.load(std::memory_order_relaxed), static_cast<std::uint32_t>(options_.heartbeat_interval.count()),
                          uptime, static_cast<std::uint32_t>(queued_commands()),
-                         counters_.telemetry_records_dropped.load(std::memory_order_relaxed), options_.layers));
+                         counters_.telemetry_records_dropped.load(std::memory_order_relaxed), options_.layers,
+                         command_endpoint_));
   if (dealer_.send(type_frame(frame::kHeartbeat), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
     bump(counters_.heartbeats);

@@ -3,7 +3,9 @@
 //
 // Threads: an I/O thread owns the sockets — it batches and sends telemetry, sends heartbeats at
 // a fixed interval (so a long training step never looks like a lost rank), receives commands into
-// a priority queue and sends results and events. The training thread calls publish(), emit() and,
+// a priority queue and sends results and events. Commands arrive through the broker or straight
+// from a client on the rank's own command socket (a ROUTER it binds and announces in its
+// heartbeats); a result goes back the way its command came. The training thread calls publish(), emit() and,
 // at step boundaries, poll_commands(); none of them blocks on the network.
 //
 // Telemetry is batched per layer until the window (default 100 ms) or the size (64 KiB) is
@@ -64,6 +66,9 @@ struct NodeOptions {
   int telemetry_hwm = 1000;                 // batches queued in the publisher socket
   std::size_t dedup_window = 4096;          // commands remembered for deduplication
   std::chrono::milliseconds connect_timeout{10'000};
+  // Where to bind the direct command socket: empty derives it from the broker's endpoint (see
+  // direct_bind_address); "none" takes commands only through the broker.
+  std::string command_endpoint;
   wire::EncodeOptions encode{};
   wire::DecodeLimits limits{};
   FaultInjection faults{};
@@ -124,6 +129,9 @@ class Node {
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
   [[nodiscard]] const NodeOptions& options() const noexcept { return options_; }
+  // The direct command endpoint announced to the broker (empty: none; tcp on every interface reads
+  // tcp://0.0.0.0:PORT here and is completed by the broker).
+  [[nodiscard]] const std::string& command_endpoint() const noexcept { return command_endpoint_; }
 
  private:
   struct Queued {
@@ -133,6 +141,12 @@ class Node {
   struct Seen {
     bool answered = false;
     std::vector<std::uint8_t> result;  // the encoded result frame, once answered
+    std::string route;                 // the client's routing id on the direct socket; empty: the broker
+  };
+  struct Outgoing {
+    char type;
+    std::string route;  // as in Seen
+    std::vector<std::uint8_t> bytes;
   };
   struct Batch {
     std::uint32_t layer = 0;
@@ -142,19 +156,24 @@ class Node {
   };
 
   void run();
-  void on_command_frame(zmq::message_t& frame);
+  void on_command_frame(zmq::message_t& frame, std::string route);
+  void receive_direct();
   void send_outbox();
   void send_telemetry(bool everything);
   void send_heartbeat();
   void wake();
   void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
+  // Runs the handler (or answers TIMEOUT when the command has expired), timing it.
+  wire::CommandResultT handle(const Handler& handler, const wire::Command& command, const wire::Envelope& envelope,
+                              std::chrono::steady_clock::time_point received);
   void remember(const MsgIdKey& id);
 
   NodeOptions options_;
   Counters counters_;
   RejectLog rejects_;
-  zmq::socket_t dealer_, pub_, wake_rx_, wake_tx_;
-  std::mutex wake_mu_;
+  zmq::socket_t dealer_, pub_, direct_;
+  int wake_fd_ = -1;  // eventfd: wakes the I/O thread
+  std::string command_endpoint_;
   std::thread io_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};
@@ -185,7 +204,7 @@ class Node {
 
   // Results and events to send, guarded by out_mu_; encoded by the caller's thread.
   std::mutex out_mu_;
-  std::deque<std::pair<char, std::vector<std::uint8_t>>> outbox_;
+  std::deque<Outgoing> outbox_;
   wire::Encoder app_encoder_;  // guarded by out_mu_
   wire::Decoder app_decoder_;  // poll_commands' thread
 };

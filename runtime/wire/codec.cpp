@@ -126,6 +126,9 @@ std::span<const std::uint8_t> Encoder::encode(const Header& h, const HeartbeatT&
 std::span<const std::uint8_t> Encoder::encode(const Header& h, const StateSnapshotT& body) {
   return finish(h, Body::StateSnapshot, &pack_object<StateSnapshotT>, &body);
 }
+std::span<const std::uint8_t> Encoder::encode(const Header& h, const RouteTableT& body) {
+  return finish(h, Body::RouteTable, &pack_object<RouteTableT>, &body);
+}
 
 std::span<const std::uint8_t> Encoder::encode_telemetry(const Header& h, const TelemetryBatchInfo& info,
                                                         std::span<const SeedMetrics> seeds,

@@ -27,7 +27,7 @@
 namespace esper::wire {
 
 inline constexpr std::uint16_t kSchemaMajor = 1;
-inline constexpr std::uint16_t kSchemaMinor = 1;  // 1.1: the Decision event
+inline constexpr std::uint16_t kSchemaMinor = 2;  // 1.1: the Decision event; 1.2: direct command routes
 inline constexpr const char* kFileIdentifier = "ESPR";
 
 struct DecodeLimits {
@@ -104,6 +104,7 @@ class Encoder {
   std::span<const std::uint8_t> encode(const Header& h, const EventT& body);
   std::span<const std::uint8_t> encode(const Header& h, const HeartbeatT& body);
   std::span<const std::uint8_t> encode(const Header& h, const StateSnapshotT& body);
+  std::span<const std::uint8_t> encode(const Header& h, const RouteTableT& body);
 
   // Telemetry fast path: records are copied as structs, no per-record work.
   std::span<const std::uint8_t> encode_telemetry(const Header& h, const TelemetryBatchInfo& info,

@@ -1,5 +1,6 @@
-// The command path through a real broker over inproc, ipc and tcp: round trips, fan-out, priority,
-// retries with exactly-once application, timeouts, and expected outcomes as values.
+// The command paths — straight to the ranks and through the broker — over inproc, ipc and tcp: round
+// trips, fan-out, priority, retries with exactly-once application, timeouts, route-table changes,
+// and expected outcomes as values.
 #include "fabric/fabric_fixture.hpp"
 
 namespace esper::fabric {
@@ -7,10 +8,11 @@ namespace {
 
 using namespace testing;
 
-class CommandPath : public ::testing::TestWithParam<std::string> {
+class CommandPath : public ::testing::TestWithParam<std::tuple<std::string, Path>> {
  protected:
+  Path path() const { return std::get<1>(GetParam()); }
   zmq::context_t ctx_;
-  Broker broker_{ctx_, broker_options(GetParam())};
+  Broker broker_{ctx_, broker_options(std::get<0>(GetParam()))};
 };
 
 TEST_P(CommandPath, CommandRoundTripReturnsTheRanksResult) {
@@ -20,7 +22,8 @@ TEST_P(CommandPath, CommandRoundTripReturnsTheRanksResult) {
                                 {wire::seed_outcome(3, wire::Status::OK, wire::SeedState::DORMANT, t->target())});
   });
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
-  Client client(ctx_, broker_.endpoints().cmd);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path()));
+  ASSERT_TRUE(ready(client, path(), 1));
   const auto out = client.call(wire::transition_seeds(wire::to_rank(1), 0, wire::seed_ids({3}),
                                                       wire::SeedState::GERMINATED, "wake"));
   ASSERT_EQ(out.targets.size(), 1u);
@@ -33,6 +36,9 @@ TEST_P(CommandPath, CommandRoundTripReturnsTheRanksResult) {
   EXPECT_GT(t.latency.count(), 0);
   EXPECT_TRUE(out.all_ok());
   EXPECT_EQ(client.pending(), 0u);
+  EXPECT_EQ(client.sent_direct(), path() == Path::Direct ? 1u : 0u);
+  EXPECT_EQ(client.sent_via_broker(), path() == Path::Broker ? 1u : 0u);
+  EXPECT_EQ(broker_.counters().commands_sent, path() == Path::Broker ? 1u : 0u) << "the broker forwards only what it is sent";
 }
 
 TEST_P(CommandPath, BroadcastToNRanksYieldsNResults) {
@@ -42,7 +48,8 @@ TEST_P(CommandPath, BroadcastToNRanksYieldsNResults) {
                                                  node_options(r, {static_cast<std::uint32_t>(r % 2)}), ok_handler(r)));
   }
   ASSERT_TRUE(wait_for_ranks(broker_, 3));
-  Client client(ctx_, broker_.endpoints().cmd);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path()));
+  ASSERT_TRUE(ready(client, path(), 3));
 
   auto all = client.call(wire::shutdown(wire::to_all(), "test"));
   ASSERT_EQ(all.targets.size(), 3u);
@@ -58,12 +65,15 @@ TEST_P(CommandPath, BroadcastToNRanksYieldsNResults) {
   for (const auto& t : layer.targets) seen.push_back(t.rank);
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, (std::vector<int>{0, 2}));
+  EXPECT_TRUE(layer.all_ok());
+  EXPECT_EQ(client.sent_direct(), path() == Path::Direct ? 2u : 0u);
 }
 
 TEST_P(CommandPath, CommandToAnUnknownTargetEndsAtOnceWithTheReason) {
   ServedNode rank(ctx_, broker_.endpoints().cmd, node_options(0), ok_handler(0));
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
-  Client client(ctx_, broker_.endpoints().cmd);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path()));
+  ASSERT_TRUE(ready(client, path(), 1));
   const auto to_rank = client.call(wire::shutdown(wire::to_rank(9), "x"));
   ASSERT_EQ(to_rank.targets.size(), 1u);
   EXPECT_FALSE(to_rank.targets[0].has_result);
@@ -77,19 +87,30 @@ TEST_P(CommandPath, CommandToAnUnknownTargetEndsAtOnceWithTheReason) {
   EXPECT_NE(to_layer.targets[0].detail.find("layer 42"), std::string::npos) << to_layer.targets[0].detail;
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, CommandPath, ::testing::Values("inproc", "ipc", "tcp"),
-                         [](const auto& p) { return p.param; });
+INSTANTIATE_TEST_SUITE_P(Transports, CommandPath,
+                         ::testing::Combine(::testing::Values("inproc", "ipc", "tcp"),
+                                            ::testing::Values(Path::Direct, Path::Broker)),
+                         [](const auto& p) { return std::get<0>(p.param) + "_" + name(std::get<1>(p.param)); });
 
-class Commands : public ::testing::Test {
+class Commands : public ::testing::TestWithParam<Path> {
+ protected:
+  Path path() const { return GetParam(); }
+  zmq::context_t ctx_;
+  Broker broker_{ctx_, broker_options("inproc")};
+};
+
+// The garbage tests and the route-table tests need no path parameter.
+class Fabric : public ::testing::Test {
  protected:
   zmq::context_t ctx_;
   Broker broker_{ctx_, broker_options("inproc")};
 };
 
-TEST_F(Commands, CriticalOvertakesQueuedNormal) {
+TEST_P(Commands, CriticalOvertakesQueuedNormal) {
   Node node(ctx_, broker_.endpoints().cmd, node_options(0));
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
-  Client client(ctx_, broker_.endpoints().cmd);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path()));
+  ASSERT_TRUE(ready(client, path(), 1));
   std::vector<std::string> reasons;
   for (int i = 0; i < 10; ++i) {
     ASSERT_TRUE(client.send(wire::shutdown(wire::to_rank(0), "normal-" + std::to_string(i))));
@@ -107,7 +128,7 @@ TEST_F(Commands, CriticalOvertakesQueuedNormal) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(reasons[static_cast<std::size_t>(i) + 1], "normal-" + std::to_string(i));
 }
 
-TEST_F(Commands, LostResultsAreRetriedAndTheCommandIsAppliedOnce) {
+TEST_P(Commands, LostResultsAreRetriedAndTheCommandIsAppliedOnce) {
   auto o = node_options(0);
   o.faults.drop_results = 2;
   std::atomic<int> applied{0};
@@ -115,7 +136,8 @@ TEST_F(Commands, LostResultsAreRetriedAndTheCommandIsAppliedOnce) {
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   ClientOptions co;
   co.retry.first = 30ms;
-  Client client(ctx_, broker_.endpoints().cmd, co);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path(), co));
+  ASSERT_TRUE(ready(client, path(), 1));
   const auto out = client.call(wire::shutdown(wire::to_rank(0), "once"));
   ASSERT_EQ(out.targets.size(), 1u);
   ASSERT_TRUE(out.targets[0].has_result) << out.targets[0].detail;
@@ -126,7 +148,7 @@ TEST_F(Commands, LostResultsAreRetriedAndTheCommandIsAppliedOnce) {
   EXPECT_EQ(rank.node().counters().commands_applied, 1u);
 }
 
-TEST_F(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
+TEST_P(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   auto o = node_options(0);
   o.faults.drop_results = 1;
   std::atomic<int> applied{0};
@@ -140,7 +162,8 @@ TEST_F(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   ClientOptions co;
   co.retry.first = 30ms;
-  Client client(ctx_, broker_.endpoints().cmd, co);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path(), co));
+  ASSERT_TRUE(ready(client, path(), 1));
   const auto out = client.call(wire::shutdown(wire::to_rank(0), "now"));
   ASSERT_TRUE(out.all_ok());
   EXPECT_GE(out.targets[0].attempts, 2u) << "the first result was dropped, so the command was retried";
@@ -149,12 +172,13 @@ TEST_F(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   EXPECT_EQ(node.queued_commands(), 0u) << "nothing waits for poll_commands()";
 }
 
-TEST_F(Commands, UnansweredCommandEndsWithTimeoutAndIsNotAppliedLater) {
+TEST_P(Commands, UnansweredCommandEndsWithTimeoutAndIsNotAppliedLater) {
   Node node(ctx_, broker_.endpoints().cmd, node_options(0));  // nobody polls its commands
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   ClientOptions co;
   co.retry.first = 50ms;
-  Client client(ctx_, broker_.endpoints().cmd, co);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path(), co));
+  ASSERT_TRUE(ready(client, path(), 1));
   const auto out = client.call(wire::shutdown(wire::to_rank(0), "late", 0, wire::CommandOptions{200, -1}));
   ASSERT_EQ(out.targets.size(), 1u);
   EXPECT_FALSE(out.targets[0].has_result);
@@ -168,10 +192,11 @@ TEST_F(Commands, UnansweredCommandEndsWithTimeoutAndIsNotAppliedLater) {
   EXPECT_EQ(applied, 0) << "a command past its timeout is answered TIMEOUT, not applied";
 }
 
-TEST_F(Commands, FullPendingTableIsAnExpectedOutcome) {
+TEST_P(Commands, FullPendingTableIsAnExpectedOutcome) {
   ClientOptions co;
   co.max_pending = 2;
-  Client client(ctx_, broker_.endpoints().cmd, co);
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path(), co));
+  ASSERT_TRUE(ready(client, path(), 0));  // an empty table: commands go to the broker, which rejects them
   ASSERT_TRUE(client.send(wire::shutdown(wire::to_all(), "a")));
   ASSERT_TRUE(client.send(wire::shutdown(wire::to_all(), "b")));
   const auto third = client.send(wire::shutdown(wire::to_all(), "c"));
@@ -191,7 +216,10 @@ TEST_F(Commands, FullPendingTableIsAnExpectedOutcome) {
   EXPECT_TRUE(client.send(wire::shutdown(wire::to_all(), "c")));
 }
 
-TEST_F(Commands, GarbageFramesAreCountedAndTheBrokerKeepsServing) {
+INSTANTIATE_TEST_SUITE_P(Paths, Commands, ::testing::Values(Path::Direct, Path::Broker),
+                         [](const auto& p) { return std::string(name(p.param)); });
+
+TEST_F(Fabric, GarbageFramesAreCountedAndTheBrokerKeepsServing) {
   ServedNode rank(ctx_, broker_.endpoints().cmd, node_options(0), ok_handler(0));
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
@@ -219,7 +247,7 @@ TEST_F(Commands, GarbageFramesAreCountedAndTheBrokerKeepsServing) {
   EXPECT_EQ(rejected[0].size, garbage.size());
 }
 
-TEST_F(Commands, GarbageSentToANodeIsCountedAndTheNodeKeepsServing) {
+TEST_F(Fabric, GarbageSentToANodeIsCountedAndTheNodeKeepsServing) {
   // A fake broker: answers the node's info request, then sends it junk and one real command.
   zmq::socket_t fake(ctx_, zmq::socket_type::router);
   fake.bind("inproc://esper-fake-broker");
@@ -261,6 +289,134 @@ TEST_F(Commands, GarbageSentToANodeIsCountedAndTheNodeKeepsServing) {
   EXPECT_EQ(served, 1);
   EXPECT_EQ(node.counters().frames_rejected, 2u);
   EXPECT_EQ(node.rejects().recent().size(), 2u);
+}
+
+TEST_F(Fabric, GarbageOnANodesDirectSocketIsCountedAndTheNodeKeepsServing) {
+  ServedNode rank(ctx_, broker_.endpoints().cmd, node_options(0), ok_handler(0));
+  ASSERT_FALSE(rank.node().command_endpoint().empty());
+  zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+  raw.connect(rank.node().command_endpoint());
+  raw.send(type_frame(frame::kCommand), zmq::send_flags::sndmore);
+  raw.send(zmq::buffer(std::string("not a flatbuffer")));          // garbage
+  raw.send(type_frame(frame::kResult), zmq::send_flags::sndmore);
+  raw.send(zmq::buffer(std::string("\x10\0\0\0ESPR\x01", 9)));   // wrong type (and truncated)
+  raw.send(zmq::buffer(std::string("a single frame")));             // no type frame
+  ASSERT_TRUE(wait_for_ranks(broker_, 1));
+  Client client(ctx_, broker_.endpoints().cmd);
+  ASSERT_TRUE(ready(client, Path::Direct, 1));
+  EXPECT_TRUE(client.call(wire::shutdown(wire::to_rank(0), "still serving")).all_ok());
+  EXPECT_EQ(client.sent_direct(), 1u);
+  EXPECT_EQ(rank.node().counters().frames_rejected, 3u);
+  const auto rejected = rank.node().rejects().recent();
+  ASSERT_EQ(rejected.size(), 3u);
+  EXPECT_EQ(rejected[1].where, "node direct");
+  EXPECT_NE(rejected[2].reason.find("expected ['C'][command]"), std::string::npos) << rejected[2].reason;
+}
+
+// The route table follows the ranks: a rank that joins later is reached directly; a rank reported
+// lost fails what it owes at once; a rank restarted under the same number is reached at its new
+// endpoint.
+TEST_F(Fabric, TheRouteTableFollowsRanksThatJoinLeaveAndRestart) {
+  auto first = std::make_unique<Node>(ctx_, broker_.endpoints().cmd, node_options(0));  // never polls
+  ASSERT_TRUE(wait_for_ranks(broker_, 1));
+  Client client(ctx_, broker_.endpoints().cmd);
+  ASSERT_TRUE(ready(client, Path::Direct, 1));
+  const auto old_endpoint = client.routes().at(0).endpoint;
+  EXPECT_EQ(old_endpoint, first->command_endpoint());
+
+  ServedNode later(ctx_, broker_.endpoints().cmd, node_options(1, {7}), ok_handler(1));
+  ASSERT_TRUE(ready(client, Path::Direct, 2));
+  const auto to_layer = client.call(wire::shutdown(wire::to_layer(7), "joined later"));
+  ASSERT_TRUE(to_layer.all_ok());
+  EXPECT_EQ(to_layer.targets.at(0).rank, 1);
+
+  const auto owed = client.send(wire::shutdown(wire::to_rank(0), "owed", 0, wire::CommandOptions{30'000, -1}));
+  ASSERT_TRUE(owed);
+  (void)client.poll(20ms);
+  first.reset();  // stops heartbeating: lost after 2.5 intervals of 50 ms
+  std::vector<CommandOutcome> done;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (done.empty() && std::chrono::steady_clock::now() < until) done = client.poll(10ms);
+  ASSERT_EQ(done.size(), 1u);
+  ASSERT_EQ(done[0].targets.size(), 1u);
+  EXPECT_EQ(done[0].targets[0].failure, wire::FailureReason::RANK_LOST);
+  EXPECT_NE(done[0].targets[0].detail.find("rank 0"), std::string::npos) << done[0].targets[0].detail;
+  EXPECT_EQ(client.sent_via_broker(), 0u);
+
+  std::atomic<int> applied{0};
+  ServedNode restarted(ctx_, broker_.endpoints().cmd, node_options(0), ok_handler(0, &applied));
+  const auto moved = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < moved) {
+    const auto routes = client.routes();
+    if (routes.size() == 2 && routes[0].endpoint != old_endpoint) break;
+    (void)client.poll(5ms);
+  }
+  ASSERT_EQ(client.routes().at(0).endpoint, restarted.node().command_endpoint());
+  EXPECT_TRUE(client.call(wire::shutdown(wire::to_rank(0), "restarted")).all_ok());
+  EXPECT_EQ(applied.load(), 1);
+  EXPECT_EQ(client.sent_via_broker(), 0u);
+}
+
+// A rank bound on every interface announces tcp://0.0.0.0:PORT; the broker completes the address
+// with the one the rank's heartbeats come from, and clients reach it there.
+TEST(FabricTcp, ARankOnEveryInterfaceIsReachedAtTheAddressTheBrokerSees) {
+  zmq::context_t ctx;
+  Broker broker(ctx, broker_options("tcp"));
+  auto o = node_options(3);
+  o.command_endpoint = "tcp://0.0.0.0:0";
+  ServedNode rank(ctx, broker.endpoints().cmd, o, ok_handler(3));
+  const auto announced = rank.node().command_endpoint();
+  ASSERT_EQ(announced.rfind("tcp://0.0.0.0:", 0), 0u) << announced;
+  ASSERT_TRUE(wait_for_ranks(broker, 1));
+  Client client(ctx, broker.endpoints().cmd);
+  ASSERT_TRUE(ready(client, Path::Direct, 1));
+  const auto routes = client.routes();
+  ASSERT_EQ(routes.size(), 1u);
+  EXPECT_EQ(routes[0].endpoint, "tcp://127.0.0.1:" + announced.substr(announced.rfind(':') + 1));
+  EXPECT_TRUE(client.call(wire::shutdown(wire::to_rank(3), "over tcp")).all_ok());
+  EXPECT_EQ(client.sent_direct(), 1u);
+}
+
+// libzmq leaves an ipc socket's file behind when the socket closes: the broker and the node remove
+// theirs when they stop.
+TEST(FabricIpc, SocketFilesAreRemovedWhenTheBrokerAndTheNodeStop) {
+  zmq::context_t ctx;
+  std::vector<std::string> files;
+  {
+    Broker broker(ctx, broker_options("ipc"));
+    Node node(ctx, broker.endpoints().cmd, node_options(0));
+    for (const auto& e : {broker.endpoints().cmd, broker.endpoints().pub, broker.endpoints().sub, node.command_endpoint()}) {
+      ASSERT_EQ(e.rfind("ipc://", 0), 0u) << e;
+      files.push_back(e.substr(6));
+      EXPECT_TRUE(std::filesystem::exists(files.back())) << files.back();
+    }
+  }
+  for (const auto& f : files) EXPECT_FALSE(std::filesystem::exists(f)) << f << " was left behind";
+}
+
+// A client that goes away before its result does not stall the rank: the result is dropped and
+// the next client is served.
+TEST_F(Fabric, AClientThatLeavesBeforeItsResultDoesNotStallTheRank) {
+  Node node(ctx_, broker_.endpoints().cmd, node_options(0));
+  ASSERT_TRUE(wait_for_ranks(broker_, 1));
+  {
+    Client gone(ctx_, broker_.endpoints().cmd);
+    ASSERT_TRUE(ready(gone, Path::Direct, 1));
+    ASSERT_TRUE(gone.send(wire::shutdown(wire::to_rank(0), "for a client that leaves")));
+    ASSERT_TRUE(node.wait_for_command(5s));
+  }
+  const auto ok = [](const IncomingCommand&) { return wire::command_result(wire::Status::OK, 0); };
+  EXPECT_EQ(node.poll_commands(ok), 1u);
+  Client next(ctx_, broker_.endpoints().cmd);
+  ASSERT_TRUE(ready(next, Path::Direct, 1));
+  ASSERT_TRUE(next.send(wire::shutdown(wire::to_rank(0), "next")));
+  ASSERT_TRUE(node.wait_for_command(5s));
+  EXPECT_EQ(node.poll_commands(ok), 1u);
+  std::vector<CommandOutcome> done;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (done.empty() && std::chrono::steady_clock::now() < until) done = next.poll(10ms);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0].all_ok());
 }
 
 }  // namespace

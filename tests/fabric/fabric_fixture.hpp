@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <functional>
@@ -52,6 +53,31 @@ inline bool wait_for_ranks(const Broker& b, std::size_t n, std::chrono::millisec
     std::this_thread::sleep_for(5ms);
   }
   return false;
+}
+
+// Which way a test's client sends commands: straight to the ranks (the default, once the broker's
+// route table has arrived) or through the broker.
+enum class Path { Direct, Broker };
+inline const char* name(Path p) { return p == Path::Direct ? "direct" : "broker"; }
+inline void PrintTo(Path p, std::ostream* os) { *os << name(p); }
+
+inline ClientOptions client_options(Path p, ClientOptions o = {}) {
+  o.direct = p == Path::Direct;
+  return o;
+}
+
+// For the direct path, polls the client until its route table reaches `ranks` ranks directly, so
+// that the next command goes straight to them. True at once for the broker path.
+inline bool ready(Client& c, Path p, std::size_t ranks, std::chrono::milliseconds timeout = 5s) {
+  if (p == Path::Broker) return true;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto routes = c.routes();
+    const auto direct = std::count_if(routes.begin(), routes.end(), [](const Route& r) { return r.direct; });
+    if (c.has_routes() && static_cast<std::size_t>(direct) >= ranks) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    (void)c.poll(5ms);
+  }
 }
 
 // A node whose commands are handled by a thread of its own.

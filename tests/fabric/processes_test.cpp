@@ -17,7 +17,11 @@ std::vector<std::string> peer(std::vector<std::string> args) {
   return args;
 }
 
-TEST(Processes, RankKilledWithSigkillEndsAsRankLostWithinThreeHeartbeats) {
+class KilledRank : public ::testing::TestWithParam<Path> {};
+
+// Through the broker, the broker fails what the rank owes; straight to the rank, the client fails
+// it when the broker's route table drops the rank. Either way within three heartbeat intervals.
+TEST_P(KilledRank, EndsAsRankLostWithinThreeHeartbeats) {
   zmq::context_t ctx;
   Broker broker(ctx, broker_options("tcp"));
   constexpr auto kInterval = 500ms;  // detection lands 1.5-2.5 intervals after the kill: the margin is half an interval
@@ -25,7 +29,8 @@ TEST(Processes, RankKilledWithSigkillEndsAsRankLostWithinThreeHeartbeats) {
                           std::to_string(kInterval.count()), "--no-poll", "1"}));
   ASSERT_TRUE(rank.read_line_starting("ready", 10s));
   ASSERT_TRUE(wait_for_ranks(broker, 1));
-  Client client(ctx, broker.endpoints().cmd);
+  Client client(ctx, broker.endpoints().cmd, client_options(GetParam()));
+  ASSERT_TRUE(ready(client, GetParam(), 1));
   // The rank never polls: the command stays in flight until the rank dies.
   const auto id = client.send(wire::shutdown(wire::to_rank(4), "never answered", 0, wire::CommandOptions{30'000, -1}));
   ASSERT_TRUE(id);
@@ -44,7 +49,11 @@ TEST(Processes, RankKilledWithSigkillEndsAsRankLostWithinThreeHeartbeats) {
                                     << " ms";
   EXPECT_EQ(broker.counters().ranks_lost, 1u);
   EXPECT_TRUE(broker.live_ranks().empty());
+  EXPECT_EQ(client.sent_direct(), GetParam() == Path::Direct ? 1u : 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, KilledRank, ::testing::Values(Path::Direct, Path::Broker),
+                         [](const auto& p) { return std::string(name(p.param)); });
 
 TEST(Processes, RankProcessAppliesARetriedCommandOnce) {
   zmq::context_t ctx;
@@ -56,8 +65,10 @@ TEST(Processes, RankProcessAppliesARetriedCommandOnce) {
   ClientOptions co;
   co.retry.first = 30ms;
   Client client(ctx, broker.endpoints().cmd, co);
+  ASSERT_TRUE(ready(client, Path::Direct, 1));
   const auto out = client.call(wire::shutdown(wire::to_rank(2), "once"));
   ASSERT_TRUE(out.all_ok());
+  EXPECT_EQ(client.sent_direct(), 1u);
   EXPECT_GE(out.targets[0].attempts, 3u);
   rank.signal(SIGTERM);
   ASSERT_TRUE(rank.wait(5s));

@@ -128,13 +128,30 @@ TEST_P(RoundTrip, EveryEventKind) {
 }
 
 TEST_P(RoundTrip, HeartbeatAndSnapshot) {
-  const auto hb = heartbeat(42, 100, 5'000'000'000, 3, 17, {0, 1});
+  const auto hb = heartbeat(42, 100, 5'000'000'000, 3, 17, {0, 1}, "ipc:///tmp/esper-job.rank3-1");
   EXPECT_EQ(round_trip(hb), hb);
+  EXPECT_EQ(round_trip(hb).command_endpoint, "ipc:///tmp/esper-job.rank3-1");
   const auto snap = state_snapshot(
       900, {layer_state(0, 1, 42, {SeedStatus(0, SeedState::TRAINING, SeedState::GERMINATED, 0, 12, 0, 0.0f),
                                    SeedStatus(1, SeedState::GRAFTING, SeedState::TRAINING, 0, 3, 1, 0.25f)})},
       0, 1);
   EXPECT_EQ(round_trip(snap), snap);
+}
+
+TEST_P(RoundTrip, RouteTable) {
+  RouteTableT table;
+  table.version = 9;
+  for (const std::int32_t rank : {0, 5}) {
+    auto r = std::make_unique<RankRouteT>();
+    r->rank = rank;
+    r->layers = {static_cast<std::uint32_t>(rank), 7};
+    r->command_endpoint = "tcp://10.0.0." + std::to_string(rank + 1) + ":4000" + std::to_string(rank);
+    table.ranks.push_back(std::move(r));
+  }
+  const auto out = round_trip(table);
+  EXPECT_EQ(out, table);
+  ASSERT_EQ(out.ranks.size(), 2u);
+  EXPECT_EQ(out.ranks[1]->command_endpoint, "tcp://10.0.0.6:40005");
 }
 
 TEST_P(RoundTrip, TelemetryObjectAndFastPathAgree) {
