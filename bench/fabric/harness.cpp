@@ -29,7 +29,7 @@ namespace esper::bench {
 namespace {
 
 std::string g_self_exe;
-constexpr std::size_t kWidth = 154;
+constexpr std::size_t kWidth = 162;
 
 std::string si(double v) {
   char buf[32];
@@ -71,7 +71,7 @@ std::string json_number(double v) {
 // --- results
 
 void print_header() {
-  std::printf("%-9s %-24s %-6s %3s | %9s %-5s | %9s %-22s | %6s | %-21s | %-4s | %7s %5s %5s %5s\n", "group", "what",
+  std::printf("%-9s %-32s %-6s %3s | %9s %-5s | %9s %-22s | %6s | %-21s | %-4s | %7s %5s %5s %5s\n", "group", "what",
               "trans", "np", "esper", "unit", "baseline", "(baseline is)", "ratio", "target", "met", "lost", "dup",
               "reord", "wrong");
   std::printf("%s\n", std::string(kWidth, '-').c_str());
@@ -83,7 +83,7 @@ void print_row(const Row& r) {
   if (r.ratio > 0) std::snprintf(ratio, sizeof ratio, "%.2fx", r.ratio);
   else std::snprintf(ratio, sizeof ratio, "-");
   const char* met = r.met < 0 ? "-" : (r.met ? "yes" : "NO");
-  std::printf("%-9s %-24s %-6s %3d | %9s %-5s | %9s %-22s | %6s | %-21s | %-4s | %7llu %5llu %5llu %5llu\n",
+  std::printf("%-9s %-32s %-6s %3d | %9s %-5s | %9s %-22s | %6s | %-21s | %-4s | %7llu %5llu %5llu %5llu\n",
               r.group.c_str(), r.what.c_str(), r.transport.c_str(), r.procs, si(r.value).c_str(), r.unit.c_str(),
               base.c_str(), r.baseline.c_str(), ratio, r.target.c_str(), met, static_cast<unsigned long long>(r.lost),
               static_cast<unsigned long long>(r.dup), static_cast<unsigned long long>(r.reord),

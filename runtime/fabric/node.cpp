@@ -18,6 +18,17 @@ wire::SourceInfo source_of(const NodeOptions& o) {
   return {o.rank, wire::Role::RANK, o.job_id, o.host, static_cast<std::uint32_t>(::getpid())};
 }
 
+// The options with Compression resolved against the transport the broker is reached over.
+NodeOptions resolved(NodeOptions o, const std::string& broker) {
+  auto& enabled = o.encode.compression.enabled;
+  switch (o.compression) {
+    case Compression::On: enabled = true; break;
+    case Compression::Off: enabled = false; break;
+    case Compression::Auto: enabled = enabled && scheme_of(broker) == "tcp"; break;
+  }
+  return o;
+}
+
 std::size_t priority_index(wire::Priority p) {
   const auto i = static_cast<std::size_t>(p);
   return i < 4 ? i : 1;
@@ -26,7 +37,7 @@ std::size_t priority_index(wire::Priority p) {
 }  // namespace
 
 Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
-    : options_(std::move(options)),
+    : options_(resolved(std::move(options), broker)),
       dealer_(ctx, zmq::socket_type::dealer),
       pub_(ctx, zmq::socket_type::xpub),
       direct_(ctx, zmq::socket_type::router),

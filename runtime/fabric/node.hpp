@@ -54,6 +54,11 @@ struct IncomingCommand {
 
 using CommandHandler = std::function<wire::CommandResultT(const IncomingCommand&)>;
 
+// Whether bodies (telemetry batches above all) are compressed. Auto compresses only where the link
+// is a network (the broker reached over tcp): on ipc and inproc it is memory, and zstd would cost
+// the publisher about three times the CPU of sending the bytes as they are (docs/performance.md).
+enum class Compression : std::uint8_t { Auto, On, Off };
+
 struct NodeOptions {
   std::int32_t rank = 0;
   std::vector<std::uint32_t> layers;
@@ -66,6 +71,7 @@ struct NodeOptions {
   int telemetry_hwm = 1000;                 // batches queued in the publisher socket
   std::size_t dedup_window = 4096;          // commands remembered for deduplication
   std::chrono::milliseconds connect_timeout{10'000};
+  Compression compression = Compression::Auto;  // On/Off override encode.compression.enabled
   // Where to bind the direct command socket: empty derives it from the broker's endpoint (see
   // direct_bind_address); "none" takes commands only through the broker.
   std::string command_endpoint;

@@ -47,6 +47,36 @@ TEST(PubSub, EveryTelemetryRecordArrivesBelowTheHighWaterMark) {
   EXPECT_EQ(sub.telemetry_batches_missing(), 0u);
 }
 
+// Compression::Auto compresses telemetry only when the broker is reached over tcp; On and Off
+// override it. What the subscriber receives says which way each batch travelled.
+TEST(PubSub, TelemetryIsCompressedOnlyOverTcpUnlessAskedOtherwise) {
+  zmq::context_t ctx;
+  const auto packed_batches = [&](const std::string& transport, Compression c) {
+    Broker broker(ctx, broker_options(transport));
+    Subscriber sub(ctx, broker.endpoints().cmd);
+    EXPECT_TRUE(sub.wait_ready(5s));
+    auto o = node_options(0);
+    o.compression = c;
+    Node node(ctx, broker.endpoints().cmd, o);
+    bench::TelemetryGenerator gen(100);
+    node.publish(0, gen.batch(1000));  // 56 KB: well above the 1 KiB threshold, and it compresses
+    node.flush();
+    for (;;) {
+      auto d = sub.next(2s);
+      if (!d) {
+        ADD_FAILURE() << "no telemetry over " << transport;
+        return -1;
+      }
+      if (d->message->body<wire::TelemetryBatch>() != nullptr) return d->message->was_packed() ? 1 : 0;
+    }
+  };
+  EXPECT_EQ(packed_batches("tcp", Compression::Auto), 1);
+  EXPECT_EQ(packed_batches("ipc", Compression::Auto), 0);
+  EXPECT_EQ(packed_batches("inproc", Compression::Auto), 0);
+  EXPECT_EQ(packed_batches("ipc", Compression::On), 1);
+  EXPECT_EQ(packed_batches("tcp", Compression::Off), 0);
+}
+
 TEST(PubSub, DropsAtAForcedHighWaterMarkAreAllCounted) {
   zmq::context_t ctx;
   BrokerOptions bo = broker_options("inproc");
