@@ -432,6 +432,13 @@ int run(const RunConfig& cfg, mpi::Session& session) {
                     static_cast<unsigned long long>(progress.step), cfg.report.c_str());
         std::fflush(stdout);
       }
+      // No destructor runs past _Exit: remove the ipc socket files the fabric would have removed.
+      if (node) fabric::remove_ipc_file(node->command_endpoint());
+      if (broker) {
+        for (const auto& e : {broker->endpoints().cmd, broker->endpoints().pub, broker->endpoints().sub}) {
+          fabric::remove_ipc_file(e);
+        }
+      }
       std::_Exit(code);
     }
   });
