@@ -69,7 +69,9 @@ struct Broker::Impl {
   void publish_own_event(const wire::EventT& e);
   void fail(const MsgId& command, const std::string& client, std::int32_t rank, wire::FailureReason reason,
             const std::string& detail);
-  void tick(Clock::time_point now);
+  std::chrono::milliseconds next_wait(Clock::time_point now) const;
+  void check_liveness(Clock::time_point now);
+  void sweep_expired(Clock::time_point now);  // forgets broker-routed commands past their timeout
   void publish_live_ranks();
   void send_routes(const std::string& to);
   void routes_changed();
@@ -121,16 +123,21 @@ void Broker::Impl::run() {
   std::array<zmq::pollitem_t, 3> items{{{xsub.handle(), 0, ZMQ_POLLIN, 0},
                                         {xpub.handle(), 0, ZMQ_POLLIN, 0},
                                         {router.handle(), 0, ZMQ_POLLIN, 0}}};
+  Clock::time_point next_sweep{};
   while (!self.stop_.load(std::memory_order_relaxed)) {
     try {
-      zmq::poll(items.data(), items.size(), self.options_.tick);
+      zmq::poll(items.data(), items.size(), next_wait(Clock::now()));
       if (items[0].revents & ZMQ_POLLIN) forward_publications();
       if (items[1].revents & ZMQ_POLLIN) drain_subscriptions();
       if (items[2].revents & ZMQ_POLLIN) handle_router();
       const auto now = Clock::now();
-      if (now >= next_tick) {
-        tick(now);
-        next_tick = now + self.options_.tick;
+      if (now >= next_tick) {  // at most once a millisecond under load
+        check_liveness(now);
+        next_tick = now + std::chrono::milliseconds(1);
+      }
+      if (now >= next_sweep) {
+        sweep_expired(now);
+        next_sweep = now + self.options_.tick;
       }
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
@@ -454,7 +461,19 @@ void Broker::Impl::fail(const MsgId& command, const std::string& client, std::in
   bump(self.counters_.commands_failed);
 }
 
-void Broker::Impl::tick(Clock::time_point now) {
+// Idle, the broker sleeps until the next moment a rank could be declared lost, or `tick` at most:
+// a few wake-ups a second instead of one every few milliseconds, on a rank 0 that trains.
+std::chrono::milliseconds Broker::Impl::next_wait(Clock::time_point now) const {
+  auto wait = self.options_.tick;
+  for (const auto& [rank, r] : ranks) {
+    if (!r.alive) continue;
+    const auto deadline = r.last_seen + std::chrono::duration_cast<Clock::duration>(r.interval * self.options_.lost_after);
+    wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1));
+  }
+  return std::max(wait, std::chrono::milliseconds(1));
+}
+
+void Broker::Impl::check_liveness(Clock::time_point now) {
   for (auto& [rank, r] : ranks) {
     if (!r.alive) continue;
     const auto silent = now - r.last_seen;
@@ -476,6 +495,9 @@ void Broker::Impl::tick(Clock::time_point now) {
       it = owed.empty() ? pending.erase(it) : std::next(it);
     }
   }
+}
+
+void Broker::Impl::sweep_expired(Clock::time_point now) {
   for (auto it = pending.begin(); it != pending.end();) {
     it = now > it->second.expires ? pending.erase(it) : std::next(it);
   }

@@ -4,11 +4,14 @@
 // Telemetry (XSUB -> XPUB): forwarded without decoding. The XPUB does not drop silently
 // (ZMQ_XPUB_NODROP): when a subscriber's pipe is full the batch is dropped for all and counted,
 // records included (from the meta frame).
-// Commands (ROUTER): a command is verified, resolved to its target ranks (one rank, the ranks that
-// hold a layer, all ranks), acknowledged to the client with the target list ('D'), and forwarded
-// to each. Results go back to the client that sent the command. A rank that misses heartbeats for
-// `lost_after` of its interval is reported lost (RankLost event) and the commands it still owes
-// end at their clients as "rank lost".
+// Commands: clients normally send them straight to the ranks, using the route table the broker
+// keeps from heartbeats (live ranks, layers, direct command endpoints) and pushes ('T') to every
+// client that asked, again on each change. Through the broker (ROUTER), a command is verified,
+// resolved to its target ranks (one rank, the ranks that hold a layer, all ranks), acknowledged to
+// the client with the target list ('D'), and forwarded to each; results go back to the client that
+// sent it. A rank that misses heartbeats for `lost_after` of its interval is reported lost
+// (RankLost event, a new route table) and the commands it still owes end at their clients as
+// "rank lost".
 // Events (ranks -> ROUTER): stamped with one broker sequence (a global order), applied to the job
 // state that answers late joiners' snapshot requests, and published.
 #pragma once
@@ -34,7 +37,7 @@ struct BrokerOptions {
   int pub_hwm = 1000;                      // messages queued per publisher and per subscriber
   int cmd_hwm = 100'000;
   double lost_after = 2.5;                 // heartbeat intervals without a heartbeat -> lost
-  std::chrono::milliseconds tick{5};       // liveness and expiry check period
+  std::chrono::milliseconds tick{100};     // longest idle sleep; period of the expired-command sweep
   wire::DecodeLimits limits{};
 };
 

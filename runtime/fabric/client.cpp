@@ -243,12 +243,8 @@ void Client::receive_peers(std::vector<CommandOutcome>& done) {
 // A new route table: connect to new or moved ranks; what a rank that left it still owes on the
 // direct path fails as lost (the broker dropped it for missing heartbeats, or it disconnected).
 void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
-  auto msg = decoder_.decode(bytes(frame));
-  if (!msg || msg->kind() != wire::Body::RouteTable) {
-    bump(counters_.frames_rejected);
-    rejects_.add("client", msg ? "'T' frame does not hold a RouteTable" : msg.error().message(), bytes(frame));
-    return;
-  }
+  const auto msg = expect(frame, wire::Body::RouteTable, frame::kRoutes);
+  if (!msg) return;
   const auto* table = msg->body<wire::RouteTable>();
   std::map<std::int32_t, Peer> next;
   if (table->ranks() != nullptr) {
@@ -333,13 +329,19 @@ void Client::on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<C
   complete_if_done(k, p, done);
 }
 
-void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+std::optional<wire::Message> Client::expect(const zmq::message_t& frame, wire::Body kind, char type) {
   auto msg = decoder_.decode(bytes(frame));
-  if (!msg || msg->kind() != wire::Body::CommandResult) {
-    bump(counters_.frames_rejected);
-    rejects_.add("client", msg ? "'R' frame does not hold a CommandResult" : msg.error().message(), bytes(frame));
-    return;
-  }
+  if (msg && msg->kind() == kind) return std::move(*msg);
+  bump(counters_.frames_rejected);
+  rejects_.add("client",
+               msg ? std::string("'") + type + "' frame does not hold a " + wire::EnumNameBody(kind) : msg.error().message(),
+               bytes(frame));
+  return std::nullopt;
+}
+
+void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+  const auto msg = expect(frame, wire::Body::CommandResult, frame::kResult);
+  if (!msg) return;
   const auto& c = *msg->envelope().correlation_id();
   const auto it = pending_.find(Key{c.sender(), c.seq()});
   if (it == pending_.end()) {

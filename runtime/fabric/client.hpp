@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -144,6 +145,8 @@ class Client {
   std::vector<std::int32_t> direct_targets(const wire::CommandTarget& target) const;
   bool send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes);
   void on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
+  // Decodes an envelope of the expected kind; anything else is counted and kept in the reject log.
+  std::optional<wire::Message> expect(const zmq::message_t& frame, wire::Body kind, char type);
   void on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);

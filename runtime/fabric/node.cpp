@@ -117,9 +117,6 @@ void Node::run() {
                                         {direct_.handle(), 0, ZMQ_POLLIN, 0}}};
   const std::size_t n_items = command_endpoint_.empty() ? 2 : 3;
   auto next_heartbeat = Clock::now();
-  const auto check_every = std::min<std::chrono::milliseconds>(
-      std::max<std::chrono::milliseconds>(options_.telemetry_window / 4, std::chrono::milliseconds(1)),
-      std::chrono::milliseconds(50));
   try {
     while (!stop_.load(std::memory_order_relaxed)) {
       auto now = Clock::now();
@@ -130,11 +127,14 @@ void Node::run() {
         while (pub_.recv(m, zmq::recv_flags::dontwait)) {  // (re)subscriptions after a broker reconnect
         }
       }
-      send_telemetry(false);
+      // Sleeps until the next heartbeat, the end of the oldest open batch's window, or one window
+      // at most: a batch opened meanwhile is seen before its window ends, then waited for exactly.
+      const auto next_batch = send_telemetry(false);
       send_outbox();
-      const auto until_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
+      const auto wake_at = std::min(
+          {next_heartbeat, next_batch, now + std::max(options_.telemetry_window, std::chrono::milliseconds(1))});
       zmq::poll(items.data(), n_items,
-                std::max(std::chrono::milliseconds(0), std::min(until_heartbeat, check_every)));
+                std::max(std::chrono::milliseconds(0), std::chrono::ceil<std::chrono::milliseconds>(wake_at - now)));
       if (items[0].revents & ZMQ_POLLIN) {
         for (int burst = 0; burst < 256; ++burst) {
           std::vector<zmq::message_t> parts;
@@ -469,8 +469,9 @@ void Node::flush() {
   wake();
 }
 
-void Node::send_telemetry(bool everything) {
+std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
   std::deque<Batch> batches;
+  auto next_due = Clock::time_point::max();
   {
     std::lock_guard lock(tel_mu_);
     batches.swap(ready_);
@@ -480,6 +481,7 @@ void Node::send_telemetry(bool everything) {
         batches.push_back(std::move(it->second));
         it = open_.erase(it);
       } else {
+        next_due = std::min(next_due, it->second.opened + options_.telemetry_window);
         ++it;
       }
     }
@@ -514,6 +516,7 @@ void Node::send_telemetry(bool everything) {
     b.records.clear();
     spare_.push_back(std::move(b.records));
   }
+  return next_due;
 }
 
 void Node::send_heartbeat() {

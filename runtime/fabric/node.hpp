@@ -165,7 +165,9 @@ class Node {
   void on_command_frame(zmq::message_t& frame, std::string route);
   void receive_direct();
   void send_outbox();
-  void send_telemetry(bool everything);
+  // Sends the full batches and those whose window has passed (all with `everything`); returns when
+  // the oldest batch still open is due (time_point::max() if none).
+  std::chrono::steady_clock::time_point send_telemetry(bool everything);
   void send_heartbeat();
   void wake();
   void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
