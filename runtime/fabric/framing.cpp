@@ -1,6 +1,12 @@
 #include "fabric/framing.hpp"
 
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "core/error.hpp"
 
@@ -46,6 +52,43 @@ std::string direct_bind_address(const std::string& broker, std::int32_t rank, st
     return "tcp://" + (loopback ? host : std::string("0.0.0.0")) + ":0";
   }
   return {};
+}
+
+bool endpoint_on_this_host(const std::string& endpoint) {
+  if (scheme_of(endpoint) != "tcp") return true;
+  auto host = endpoint.substr(6, endpoint.rfind(':') - 6);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "*" || host == "0.0.0.0" || host == "::" || host == "::1" || host.rfind("127.", 0) == 0) {
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return false;
+  ifaddrs* ifs = nullptr;
+  bool local = false;
+  if (::getifaddrs(&ifs) == 0) {
+    for (auto* r = res; r != nullptr && !local; r = r->ai_next) {
+      if (r->ai_family == AF_INET) {  // 127.0.0.0/8 (e.g. Debian's 127.0.1.1 for the host name) is loopback
+        local = (ntohl(reinterpret_cast<const sockaddr_in*>(r->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+      } else if (r->ai_family == AF_INET6) {
+        local = IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(r->ai_addr)->sin6_addr);
+      }
+      for (auto* i = ifs; i != nullptr && !local; i = i->ifa_next) {
+        if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != r->ai_family) continue;
+        if (r->ai_family == AF_INET) {
+          local = reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr ==
+                  reinterpret_cast<const sockaddr_in*>(r->ai_addr)->sin_addr.s_addr;
+        } else if (r->ai_family == AF_INET6) {
+          local = std::memcmp(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr,
+                              &reinterpret_cast<const sockaddr_in6*>(r->ai_addr)->sin6_addr, sizeof(in6_addr)) == 0;
+        }
+      }
+    }
+    ::freeifaddrs(ifs);
+  }
+  ::freeaddrinfo(res);
+  return local;
 }
 
 void remove_ipc_file(const std::string& endpoint) noexcept {

@@ -113,6 +113,10 @@ inline std::string_view scheme_of(std::string_view endpoint) { return endpoint.s
 // address, else on every interface (advertised as 0.0.0.0, completed by the broker).
 std::string direct_bind_address(const std::string& broker, std::int32_t rank, std::uint64_t unique);
 
+// Whether an endpoint stays on this host: inproc and ipc always; tcp when its host is a loopback
+// address or resolves to an address of one of this host's interfaces.
+bool endpoint_on_this_host(const std::string& endpoint);
+
 // Removes the socket file of a bound ipc:// endpoint (libzmq leaves it behind on close); other
 // transports are left alone. For a socket's owner, when it stops.
 void remove_ipc_file(const std::string& endpoint) noexcept;

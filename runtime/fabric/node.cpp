@@ -24,7 +24,7 @@ NodeOptions resolved(NodeOptions o, const std::string& broker) {
   switch (o.compression) {
     case Compression::On: enabled = true; break;
     case Compression::Off: enabled = false; break;
-    case Compression::Auto: enabled = enabled && scheme_of(broker) == "tcp"; break;
+    case Compression::Auto: enabled = enabled && !endpoint_on_this_host(broker); break;
   }
   return o;
 }

@@ -55,8 +55,9 @@ struct IncomingCommand {
 using CommandHandler = std::function<wire::CommandResultT(const IncomingCommand&)>;
 
 // Whether bodies (telemetry batches above all) are compressed. Auto compresses only where the link
-// is a network (the broker reached over tcp): on ipc and inproc it is memory, and zstd would cost
-// the publisher about three times the CPU of sending the bytes as they are (docs/performance.md).
+// leaves the host (the broker reached over tcp at an address not of this host): over ipc, inproc
+// or tcp to this host the link is memory, and zstd would cost the publisher about three times the
+// CPU of sending the bytes as they are (docs/performance.md).
 enum class Compression : std::uint8_t { Auto, On, Off };
 
 struct NodeOptions {

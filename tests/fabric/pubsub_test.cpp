@@ -47,8 +47,8 @@ TEST(PubSub, EveryTelemetryRecordArrivesBelowTheHighWaterMark) {
   EXPECT_EQ(sub.telemetry_batches_missing(), 0u);
 }
 
-// Compression::Auto compresses telemetry only when the broker is reached over tcp; On and Off
-// override it. What the subscriber receives says which way each batch travelled.
+// Compression::Auto compresses telemetry only when the link to the broker leaves the host; On and
+// Off override it. What the subscriber receives says which way each batch travelled.
 TEST(PubSub, TelemetryIsCompressedOnlyOverTcpUnlessAskedOtherwise) {
   zmq::context_t ctx;
   const auto packed_batches = [&](const std::string& transport, Compression c) {
@@ -70,11 +70,27 @@ TEST(PubSub, TelemetryIsCompressedOnlyOverTcpUnlessAskedOtherwise) {
       if (d->message->body<wire::TelemetryBatch>() != nullptr) return d->message->was_packed() ? 1 : 0;
     }
   };
-  EXPECT_EQ(packed_batches("tcp", Compression::Auto), 1);
+  EXPECT_EQ(packed_batches("tcp", Compression::Auto), 0) << "tcp to 127.0.0.1 stays on this host";
   EXPECT_EQ(packed_batches("ipc", Compression::Auto), 0);
   EXPECT_EQ(packed_batches("inproc", Compression::Auto), 0);
   EXPECT_EQ(packed_batches("ipc", Compression::On), 1);
+  EXPECT_EQ(packed_batches("tcp", Compression::On), 1);
   EXPECT_EQ(packed_batches("tcp", Compression::Off), 0);
+}
+
+// Which endpoints Auto treats as this host's: the one question behind its choice.
+TEST(Endpoints, OnThisHostAreIpcInprocLoopbackAndThisHostsOwnAddresses) {
+  EXPECT_TRUE(endpoint_on_this_host("ipc:///tmp/x.cmd"));
+  EXPECT_TRUE(endpoint_on_this_host("inproc://x"));
+  EXPECT_TRUE(endpoint_on_this_host("tcp://127.0.0.1:5555"));
+  EXPECT_TRUE(endpoint_on_this_host("tcp://localhost:5555"));
+  EXPECT_TRUE(endpoint_on_this_host("tcp://[::1]:5555"));
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  EXPECT_TRUE(endpoint_on_this_host("tcp://" + std::string(host) + ":5555")) << host;
+  // TEST-NET-2 (RFC 5737): no host has it; a name that does not resolve is not this host either.
+  EXPECT_FALSE(endpoint_on_this_host("tcp://198.51.100.7:5555"));
+  EXPECT_FALSE(endpoint_on_this_host("tcp://no-such-host.invalid:5555"));
 }
 
 TEST(PubSub, DropsAtAForcedHighWaterMarkAreAllCounted) {
