@@ -452,7 +452,12 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   std::uint64_t records_at_last_report = 0;
   std::uint64_t records_published = 0;  // handed to the node (it batches them per 100 ms window)
   const auto training_started = Clock::now();
+  // Steady state: the steps after the first tenth, past start-up transients (connections, the
+  // first heartbeats and batches, caches) — what a long job's step costs.
+  const std::uint64_t steady_from = cfg.layer.steps / 10;
+  auto steady_started = training_started;
   for (step = 0; step < cfg.layer.steps; ++step) {
+    if (step == steady_from) steady_started = Clock::now();
     // One collective per boundary: whether any rank was signalled, and (with the fabric) the
     // commands every replica applies now.
     progress.boundary_ns = now_ns();
@@ -527,7 +532,9 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   }
 
   // The training loop alone: what a step costs, without start-up and shutdown.
-  const double train_seconds = std::chrono::duration<double>(Clock::now() - training_started).count();
+  const auto training_ended = Clock::now();
+  const double train_seconds = std::chrono::duration<double>(training_ended - training_started).count();
+  const double steady_seconds = std::chrono::duration<double>(training_ended - steady_started).count();
 
   // Replicas must agree, layer by layer.
   json digests = json::array();
@@ -579,6 +586,8 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     extra["transitions"] = transitions;
     extra["train_seconds"] = train_seconds;
     extra["step_ms"] = step > 0 ? 1000.0 * train_seconds / static_cast<double>(step) : 0.0;
+    extra["steady_step_ms"] =
+        step > steady_from ? 1000.0 * steady_seconds / static_cast<double>(step - steady_from) : 0.0;
     extra["digests"] = {{"equal", equal}, {"per_layer", digests}};
     if (commands) {
       const auto& k = commands->counts();
