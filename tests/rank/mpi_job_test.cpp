@@ -58,6 +58,11 @@ TEST_F(MpiJob, TwoRanksTrainTogetherAndLowerTheLoss) {
   EXPECT_EQ(c["seeds_failed"], 0) << c.dump();
   EXPECT_LE(r["commands"]["applied"].get<int>(), c["commands"].get<int>()) << "no command applied twice";
   EXPECT_NE(job.output().find("step 300/400"), std::string::npos) << "progress lines are printed";
+  // Step times: the whole training loop, and the steady state after the first 40 steps.
+  const double train = r["train_seconds"].get<double>(), step_ms = r["step_ms"].get<double>();
+  EXPECT_NEAR(step_ms, 1000.0 * train / 400, 1e-9 + step_ms * 1e-9);
+  EXPECT_GT(r["steady_step_ms"].get<double>(), 0.0);
+  EXPECT_LE(r["steady_step_ms"].get<double>() * 360, 1000.0 * train) << "360 of the 400 steps fit in the loop's time";
 }
 
 // The controller helps (issue 6): the main job with the balanced policy against the same job with
