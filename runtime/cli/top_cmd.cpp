@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -46,8 +47,19 @@ void write_all(const std::string& s) {
   }
 }
 
+// The terminal as top found it, for the second-signal exit (a signal handler reads it).
+constexpr char kLeaveScreen[] = "\x1b[?25h\x1b[?1049l";
+termios g_saved_terminal{};
+volatile std::sig_atomic_t g_restore_keys = 0, g_restore_screen = 0;
+
+extern "C" void restore_terminal_on_forced_exit() {
+  if (g_restore_screen) (void)!::write(STDOUT_FILENO, kLeaveScreen, sizeof kLeaveScreen - 1);
+  if (g_restore_keys) ::tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_terminal);
+}
+
 // The terminal while top runs: keys unbuffered and unechoed, the alternate screen, a hidden cursor.
-// The destructor puts everything back, so every way out of the command restores the terminal.
+// The destructor puts everything back, so every way out of the command restores the terminal; a
+// second Ctrl-C, which exits at once, does the same from the signal handler.
 class Terminal {
  public:
   Terminal(bool screen, bool keys) : screen_(screen) {
@@ -56,13 +68,22 @@ class Terminal {
       raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);  // ISIG stays: Ctrl-C is still SIGINT
       raw.c_cc[VMIN] = 0;
       raw.c_cc[VTIME] = 0;
+      g_saved_terminal = saved_;
       raw_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+      g_restore_keys = raw_ ? 1 : 0;
     }
     keys_ = keys;
-    if (screen_) write_all("\x1b[?1049h\x1b[?25l");
+    if (screen_) {
+      write_all("\x1b[?1049h\x1b[?25l");
+      g_restore_screen = 1;
+    }
+    set_forced_exit_hook(&restore_terminal_on_forced_exit);
   }
   ~Terminal() {
-    if (screen_) write_all("\x1b[?25h\x1b[?1049l");
+    set_forced_exit_hook(nullptr);
+    g_restore_keys = 0;
+    g_restore_screen = 0;
+    if (screen_) write_all(kLeaveScreen);
     if (raw_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
   }
   Terminal(const Terminal&) = delete;

@@ -5,6 +5,7 @@
 
 #include <csignal>
 
+#include "core/signals.hpp"
 #include "support/process.hpp"
 
 namespace esper {
@@ -20,6 +21,35 @@ std::string endpoint_of(const std::string& line, const std::string& key) {
 
 int exit_code(const std::optional<int>& status) {
   return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+int g_hook_fd = -1;
+
+// The first SIGINT asks for a clean stop; the second exits at once with 130, running the forced-exit
+// hook first (esper top puts the terminal back there). In a forked child: raise() delivers at once.
+TEST(Signals, TheSecondSignalRunsTheHookThenExitsWith130) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    g_hook_fd = fds[1];
+    install_stop_handlers();
+    set_forced_exit_hook(+[] { (void)!::write(g_hook_fd, "h", 1); });
+    std::raise(SIGINT);
+    if (!stop_requested()) ::_exit(1);
+    std::raise(SIGINT);
+    ::_exit(2);  // not reached
+  }
+  ::close(fds[1]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(exit_code(status), 130);
+  char c = 0;
+  EXPECT_EQ(::read(fds[0], &c, 1), 1) << "the hook did not run";
+  EXPECT_EQ(c, 'h');
+  ::close(fds[0]);
 }
 
 TEST(Cli, BrokerCtlAndWatchWorkTogetherAndStopCleanly) {
