@@ -247,15 +247,16 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
   if (!msg) return;
   const auto* table = msg->body<wire::RouteTable>();
   std::map<std::int32_t, Peer> next;
+  const bool connect = table->ranks() != nullptr && table->ranks()->size() <= options_.max_direct_ranks;
   if (table->ranks() != nullptr) {
     for (const auto* r : *table->ranks()) {
       Peer peer;
       if (r->layers() != nullptr) peer.layers.assign(r->layers()->begin(), r->layers()->end());
       if (r->command_endpoint() != nullptr) peer.endpoint = r->command_endpoint()->str();
       const auto old = peers_.find(r->rank());
-      if (old != peers_.end() && old->second.endpoint == peer.endpoint) {
+      if (connect && old != peers_.end() && old->second.endpoint == peer.endpoint) {
         peer.socket = std::move(old->second.socket);
-      } else if (!peer.endpoint.empty() && scheme_of(peer.endpoint) == scheme_) {
+      } else if (connect && !peer.endpoint.empty() && scheme_of(peer.endpoint) == scheme_) {
         peer.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
         peer.socket->set(zmq::sockopt::linger, 0);
         peer.socket->set(zmq::sockopt::sndhwm, options_.sndhwm);

@@ -53,6 +53,9 @@ struct ClientOptions {
   wire::DecodeLimits limits{};
   wire::EncodeOptions encode{};
   bool direct = true;  // send straight to the ranks where the route table allows (see above)
+  // A direct path costs a connection (and file descriptors) per rank: past this many ranks in the
+  // table, every command goes through the broker instead.
+  std::size_t max_direct_ranks = 512;
 };
 
 // The terminal outcome at one target rank.

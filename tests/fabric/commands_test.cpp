@@ -357,6 +357,27 @@ TEST_F(Fabric, TheRouteTableFollowsRanksThatJoinLeaveAndRestart) {
   EXPECT_EQ(client.sent_via_broker(), 0u);
 }
 
+// Past max_direct_ranks ranks a client keeps no connection per rank: everything goes through the
+// broker, and still arrives.
+TEST_F(Fabric, PastMaxDirectRanksCommandsGoThroughTheBroker) {
+  ServedNode a(ctx_, broker_.endpoints().cmd, node_options(0), ok_handler(0));
+  ServedNode b(ctx_, broker_.endpoints().cmd, node_options(1), ok_handler(1));
+  ASSERT_TRUE(wait_for_ranks(broker_, 2));
+  ClientOptions co;
+  co.max_direct_ranks = 1;
+  Client client(ctx_, broker_.endpoints().cmd, co);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (client.routes().size() < 2 && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+  const auto routes = client.routes();
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_FALSE(routes[0].direct);
+  EXPECT_FALSE(routes[1].direct);
+  EXPECT_TRUE(client.call(wire::shutdown(wire::to_all(), "two ranks, one allowed")).all_ok());
+  EXPECT_TRUE(client.call(wire::shutdown(wire::to_rank(1), "one rank")).all_ok());
+  EXPECT_EQ(client.sent_direct(), 0u);
+  EXPECT_EQ(client.sent_via_broker(), 2u);
+}
+
 // A rank bound on every interface announces tcp://0.0.0.0:PORT; the broker completes the address
 // with the one the rank's heartbeats come from, and clients reach it there.
 TEST(FabricTcp, ARankOnEveryInterfaceIsReachedAtTheAddressTheBrokerSees) {
