@@ -176,8 +176,9 @@ std::vector<CommandOutcome> Client::poll(std::chrono::milliseconds timeout) {
     if (!done.empty() || (polled && now >= until)) return done;
     const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
                                std::chrono::milliseconds(pending_.empty() ? 50 : 2));
-    zmq::poll(items_.data(), items_.size(), std::max(wait, std::chrono::milliseconds(0)));
     polled = true;
+    if (wait_on_one_rank(std::max(wait, std::chrono::milliseconds(0)), done)) continue;
+    zmq::poll(items_.data(), items_.size(), std::max(wait, std::chrono::milliseconds(0)));
   }
 }
 
@@ -227,17 +228,43 @@ void Client::receive_peers(std::vector<CommandOutcome>& done) {
     for (int burst = 0; burst < 1024; ++burst) {
       std::vector<zmq::message_t> parts;
       if (!zmq::recv_multipart(*it->second.socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
-      bump(counters_.frames_received);
-      if (parts.size() == 2 && type_of(parts[0]) == frame::kResult) {
-        on_result(parts[1], done);
-      } else {
-        bump(counters_.frames_rejected);
-        rejects_.add("client direct", "unexpected message from rank " + std::to_string(it->first) + " (" +
-                                          std::to_string(parts.size()) + " frames)",
-                     bytes(parts.back()));
-      }
+      on_peer_message(it->first, parts, done);
     }
   }
+}
+
+void Client::on_peer_message(std::int32_t rank, const std::vector<zmq::message_t>& parts,
+                             std::vector<CommandOutcome>& done) {
+  bump(counters_.frames_received);
+  if (parts.size() == 2 && type_of(parts[0]) == frame::kResult) {
+    on_result(parts[1], done);
+    return;
+  }
+  bump(counters_.frames_rejected);
+  rejects_.add("client direct",
+               "unexpected message from rank " + std::to_string(rank) + " (" + std::to_string(parts.size()) + " frames)",
+               bytes(parts.back()));
+}
+
+// One command in flight, sent straight to one rank (the latency case): wait in a blocking receive
+// on that rank's socket alone, since a zmq_poll over several sockets costs several system calls on
+// every wake-up. The broker's socket (route tables, failures) is still read every 2 ms.
+bool Client::wait_on_one_rank(std::chrono::milliseconds wait, std::vector<CommandOutcome>& done) {
+  if (pending_.size() != 1) return false;
+  const auto& p = pending_.begin()->second;
+  if (!p.direct || p.targets.size() != 1 || !p.outcomes.empty()) return false;
+  const auto it = peers_.find(p.targets.front());
+  if (it == peers_.end() || !it->second.socket) return false;
+  const auto rank = it->first;
+  auto& socket = *it->second.socket;
+  socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(wait.count()));
+  std::vector<zmq::message_t> parts;
+  if (zmq::recv_multipart(socket, std::back_inserter(parts))) on_peer_message(rank, parts, done);
+  if (const auto now = Clock::now(); now >= next_broker_read_) {
+    receive(done);
+    next_broker_read_ = now + std::chrono::milliseconds(2);
+  }
+  return true;
 }
 
 // A new route table: connect to new or moved ranks; what a rank that left it still owes on the

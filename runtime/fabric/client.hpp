@@ -143,6 +143,8 @@ class Client {
 
   void receive(std::vector<CommandOutcome>& done);
   void receive_peers(std::vector<CommandOutcome>& done);
+  void on_peer_message(std::int32_t rank, const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
+  bool wait_on_one_rank(std::chrono::milliseconds wait, std::vector<CommandOutcome>& done);
   void on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   // The targets for a direct send, or empty when the command must go through the broker.
   std::vector<std::int32_t> direct_targets(const wire::CommandTarget& target) const;
@@ -178,6 +180,7 @@ class Client {
   std::unordered_map<Key, Pending, MsgIdHash> pending_;
   std::mt19937_64 rng_{std::random_device{}()};
   Clock::time_point next_timer_check_{};
+  Clock::time_point next_broker_read_{};  // wait_on_one_rank's reads of the broker's socket
 };
 
 }  // namespace esper::fabric
