@@ -16,8 +16,10 @@ if(ESPER_SANITIZERS)
   target_link_options(esper_build_flags INTERFACE -fsanitize=${sanitizers})
 endif()
 if(ESPER_COVERAGE)
-  target_compile_options(esper_build_flags INTERFACE $<$<COMPILE_LANGUAGE:CXX>:--coverage -O0>)
-  target_link_options(esper_build_flags INTERFACE --coverage)
+  # Atomic counter updates: the fabric's threads would otherwise race on the counters and leave
+  # negative branch counts that gcovr refuses to parse.
+  target_compile_options(esper_build_flags INTERFACE $<$<COMPILE_LANGUAGE:CXX>:--coverage -fprofile-update=atomic -O0>)
+  target_link_options(esper_build_flags INTERFACE --coverage -fprofile-update=atomic)
 endif()
 
 # esper_executable(name SOURCES ... LIBS ...): an executable with the shared settings.
