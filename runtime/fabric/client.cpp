@@ -106,23 +106,17 @@ std::vector<Route> Client::routes() const {
 
 bool Client::send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes) {
   const auto it = peers_.find(rank);
-  if (it == peers_.end() || !it->second.socket) return false;
-  auto& s = *it->second.socket;
-  if (!s.send(type_frame(frame::kCommand), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-    bump(counters_.send_would_block);
-    return false;
-  }
-  s.send(zmq::message_t(bytes.data(), bytes.size()), zmq::send_flags::none);
-  bump(counters_.frames_sent);
-  return true;
+  return it != peers_.end() && it->second.socket && send_on(*it->second.socket, frame::kCommand, bytes);
 }
 
-bool Client::send_frame(char type, std::span<const std::uint8_t> bytes) {
-  if (!dealer_.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+bool Client::send_frame(char type, std::span<const std::uint8_t> bytes) { return send_on(dealer_, type, bytes); }
+
+bool Client::send_on(zmq::socket_t& socket, char type, std::span<const std::uint8_t> bytes) {
+  if (!socket.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     bump(counters_.send_would_block);
     return false;
   }
-  dealer_.send(zmq::message_t(bytes.data(), bytes.size()), zmq::send_flags::none);
+  socket.send(zmq::message_t(bytes.data(), bytes.size()), zmq::send_flags::none);
   bump(counters_.frames_sent);
   return true;
 }
@@ -137,7 +131,7 @@ bool Client::resend(Pending& p) {
     sent = send_frame(frame::kCommand, p.frame);
   } else {
     for (const auto rank : p.targets) {
-      if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+      if (!p.has_outcome(rank)) {
         sent = send_direct(rank, p.frame) || sent;
       }
     }
@@ -302,7 +296,7 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
     if (!p.direct) continue;
     for (const auto rank : p.targets) {
       if (next.contains(rank) ||
-          std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+          p.has_outcome(rank)) {
         continue;
       }
       p.outcomes.push_back(failure(p, rank, wire::FailureReason::RANK_LOST,
@@ -379,7 +373,7 @@ void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>&
   auto& p = it->second;
   const auto* src = msg->envelope().source();
   const std::int32_t rank = src ? src->rank() : msg->body<wire::CommandResult>()->rank();
-  if (std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+  if (p.has_outcome(rank)) {
     bump(counters_.commands_deduplicated);
     return;
   }
@@ -408,7 +402,7 @@ void Client::on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>
   if (it == pending_.end()) return;
   auto& p = it->second;
   const std::int32_t rank = f->target_rank();
-  if (std::any_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) return;
+  if (p.has_outcome(rank)) return;
   p.outcomes.push_back(failure(p, rank, f->reason(), f->detail() ? f->detail()->str() : ""));
   bump(counters_.commands_failed);
   complete_if_done(it->first, p, done);
@@ -417,7 +411,7 @@ void Client::on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>
 void Client::complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done) {
   if (!p.dispatched) return;
   for (const auto rank : p.targets) {
-    if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) return;
+    if (!p.has_outcome(rank)) return;
   }
   done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
   pending_.erase(k);
@@ -447,7 +441,7 @@ void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& do
       p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1, why, detail + "; the broker never acknowledged it"));
     }
     for (const auto rank : p.targets) {
-      if (std::none_of(p.outcomes.begin(), p.outcomes.end(), [&](const auto& o) { return o.rank == rank; })) {
+      if (!p.has_outcome(rank)) {
         p.outcomes.push_back(failure(p, rank, why, detail));
       }
     }

@@ -16,6 +16,7 @@
 // ClientOptions::direct off.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -133,6 +134,9 @@ class Client {
     wire::CommandTarget target;
     std::vector<std::int32_t> targets;
     std::vector<TargetOutcome> outcomes;
+    [[nodiscard]] bool has_outcome(std::int32_t rank) const {
+      return std::any_of(outcomes.begin(), outcomes.end(), [&](const TargetOutcome& o) { return o.rank == rank; });
+    }
   };
 
   struct Peer {
@@ -157,8 +161,9 @@ class Client {
   void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);
   void complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done);
   bool resend(Pending& p);
-  // Sends [type][bytes] without blocking; false (and counted) when the broker connection is full.
-  bool send_frame(char type, std::span<const std::uint8_t> bytes);
+  // Sends [type][bytes] without blocking; false (and counted) when the connection is full.
+  bool send_on(zmq::socket_t& socket, char type, std::span<const std::uint8_t> bytes);
+  bool send_frame(char type, std::span<const std::uint8_t> bytes);  // to the broker
   static SendError would_block();
   std::chrono::milliseconds jittered(std::chrono::milliseconds d);
   TargetOutcome failure(const Pending& p, std::int32_t rank, wire::FailureReason why, std::string detail) const;
