@@ -135,22 +135,8 @@ void Node::run() {
           {next_heartbeat, next_batch, now + std::max(options_.telemetry_window, std::chrono::milliseconds(1))});
       zmq::poll(items.data(), n_items,
                 std::max(std::chrono::milliseconds(0), std::chrono::ceil<std::chrono::milliseconds>(wake_at - now)));
-      if (items[0].revents & ZMQ_POLLIN) {
-        for (int burst = 0; burst < 256; ++burst) {
-          std::vector<zmq::message_t> parts;
-          if (!zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
-          bump(counters_.frames_received);
-          if (parts.size() == 2 && type_of(parts[0]) == frame::kCommand) {
-            on_command_frame(parts[1], {});
-          } else {
-            bump(counters_.frames_rejected);
-            rejects_.add("node", "unexpected message on the command channel (" + std::to_string(parts.size()) +
-                                     " frames, type '" + parts[0].to_string() + "')",
-                         bytes(parts.back()));
-          }
-        }
-      }
-      if (n_items > 2 && (items[2].revents & ZMQ_POLLIN)) receive_direct();
+      if (items[0].revents & ZMQ_POLLIN) receive_commands(dealer_, false);
+      if (n_items > 2 && (items[2].revents & ZMQ_POLLIN)) receive_commands(direct_, true);
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t n;
         (void)!::read(wake_fd_, &n, sizeof n);
@@ -163,20 +149,26 @@ void Node::run() {
   }
 }
 
-// Commands straight from clients: [client id]['C'][envelope].
-void Node::receive_direct() {
+// Commands through the broker, ['C'][envelope] on the dealer, or straight from clients,
+// [client id]['C'][envelope] on the direct socket (the id is the route of the answer).
+void Node::receive_commands(zmq::socket_t& socket, bool direct) {
+  const std::size_t head = direct ? 1 : 0;
   for (int burst = 0; burst < 256; ++burst) {
     std::vector<zmq::message_t> parts;
-    if (!zmq::recv_multipart(direct_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    if (!zmq::recv_multipart(socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     bump(counters_.frames_received);
-    if (parts.size() == 3 && type_of(parts[1]) == frame::kCommand) {
-      on_command_frame(parts[2], parts[0].to_string());
-    } else {
-      bump(counters_.frames_rejected);
-      rejects_.add("node direct", "unexpected message on the direct command socket (" +
-                                      std::to_string(parts.size() - 1) + " frames after the routing id; expected ['C'][command])",
-                   bytes(parts.back()));
+    if (parts.size() == head + 2 && type_of(parts[head]) == frame::kCommand) {
+      on_command_frame(parts[head + 1], direct ? parts[0].to_string() : std::string());
+      continue;
     }
+    bump(counters_.frames_rejected);
+    const auto frames = parts.size() - std::min(head, parts.size());
+    const std::string type = frames > 0 ? ", type '" + parts[head].to_string() + "'" : "";
+    rejects_.add(direct ? "node direct" : "node",
+                 std::string("unexpected message on the ") + (direct ? "direct command socket" : "command channel") +
+                     " (" + std::to_string(frames) + " frames" + (direct ? " after the routing id" : "") + type +
+                     "; expected ['C'][command])",
+                 bytes(parts.back()));
   }
 }
 

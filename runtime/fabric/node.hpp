@@ -164,7 +164,7 @@ class Node {
 
   void run();
   void on_command_frame(zmq::message_t& frame, std::string route);
-  void receive_direct();
+  void receive_commands(zmq::socket_t& socket, bool direct);
   void send_outbox();
   // Sends the full batches and those whose window has passed (all with `everything`); returns when
   // the oldest batch still open is due (time_point::max() if none).
