@@ -73,8 +73,13 @@ struct Broker::Impl {
   void check_liveness(Clock::time_point now);
   void sweep_expired(Clock::time_point now);  // forgets broker-routed commands past their timeout
   void publish_live_ranks();
-  void send_routes(const std::string& to);
+  std::vector<std::uint8_t> route_table();  // the live ranks, encoded as a RouteTable envelope
+  void send_routes(const std::string& to, std::span<const std::uint8_t> table);
   void routes_changed();
+  // When a rank that stays silent is declared lost.
+  Clock::time_point lost_at(const Rank& r) const {
+    return r.last_seen + std::chrono::duration_cast<Clock::duration>(r.interval * self.options_.lost_after);
+  }
   // False when the message could not be queued; *gone set when the peer has disconnected.
   bool send_to(const std::string& peer, char type, std::span<zmq::message_t> rest, bool* gone = nullptr);
   void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
@@ -111,6 +116,10 @@ Broker::~Broker() { stop(); }
 void Broker::stop() noexcept {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
+  remove_socket_files();
+}
+
+void Broker::remove_socket_files() const noexcept {
   for (const auto* e : {&endpoints_.cmd, &endpoints_.pub, &endpoints_.sub}) remove_ipc_file(*e);
 }
 
@@ -241,7 +250,7 @@ void Broker::Impl::handle_router() {
     }
     if (type == frame::kRoutes) {
       route_subscribers.insert(from);
-      send_routes(from);
+      send_routes(from, route_table());
       continue;
     }
     if (type == frame::kPing) {
@@ -268,9 +277,7 @@ void Broker::Impl::handle_router() {
     }
     switch (type) {
       case frame::kHeartbeat:
-        if (msg->kind() == wire::Body::Heartbeat) {
-          on_heartbeat(from, *msg, parts[2]);
-        }
+        if (msg->kind() == wire::Body::Heartbeat) on_heartbeat(from, *msg, parts[2]);
         else reject("broker cmd", "'H' frame does not hold a Heartbeat", parts[2]);
         break;
       case frame::kCommand:
@@ -333,7 +340,7 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   if (changed) routes_changed();
 }
 
-void Broker::Impl::send_routes(const std::string& to) {
+std::vector<std::uint8_t> Broker::Impl::route_table() {
   wire::RouteTableT table;
   table.version = routes_version;
   for (const auto& [rank, r] : ranks) {
@@ -348,15 +355,20 @@ void Broker::Impl::send_routes(const std::string& to) {
   h.msg_id = ids.next();
   h.timestamp_ns = wire::wall_clock_ns();
   const auto f = encoder.encode(h, table);
-  std::array<zmq::message_t, 1> body{zmq::message_t(f.data(), f.size())};
+  return {f.begin(), f.end()};
+}
+
+void Broker::Impl::send_routes(const std::string& to, std::span<const std::uint8_t> table) {
+  std::array<zmq::message_t, 1> body{zmq::message_t(table.data(), table.size())};
   bool gone = false;
   if (!send_to(to, frame::kRoutes, body, &gone) && gone) route_subscribers.erase(to);
 }
 
 void Broker::Impl::routes_changed() {
   ++routes_version;
+  const auto table = route_table();  // one encoding for every subscriber
   const std::vector<std::string> subscribers(route_subscribers.begin(), route_subscribers.end());
-  for (const auto& c : subscribers) send_routes(c);
+  for (const auto& c : subscribers) send_routes(c, table);
 }
 
 void Broker::Impl::on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
@@ -467,8 +479,7 @@ std::chrono::milliseconds Broker::Impl::next_wait(Clock::time_point now) const {
   auto wait = self.options_.tick;
   for (const auto& [rank, r] : ranks) {
     if (!r.alive) continue;
-    const auto deadline = r.last_seen + std::chrono::duration_cast<Clock::duration>(r.interval * self.options_.lost_after);
-    wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1));
+    wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(lost_at(r) - now) + std::chrono::milliseconds(1));
   }
   return std::max(wait, std::chrono::milliseconds(1));
 }
@@ -476,8 +487,8 @@ std::chrono::milliseconds Broker::Impl::next_wait(Clock::time_point now) const {
 void Broker::Impl::check_liveness(Clock::time_point now) {
   for (auto& [rank, r] : ranks) {
     if (!r.alive) continue;
+    if (now <= lost_at(r)) continue;
     const auto silent = now - r.last_seen;
-    if (silent <= r.interval * self.options_.lost_after) continue;
     r.alive = false;
     bump(self.counters_.ranks_lost);
     const auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();

@@ -49,7 +49,10 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  void stop() noexcept;  // idempotent; joins the thread
+  void stop() noexcept;  // idempotent; joins the thread, removes the ipc socket files
+  // Removes the ipc socket files (libzmq leaves them) without stopping: for a process about to
+  // _Exit, where no destructor runs.
+  void remove_socket_files() const noexcept;
 
   [[nodiscard]] const Endpoints& endpoints() const noexcept { return endpoints_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }

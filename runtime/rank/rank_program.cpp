@@ -434,11 +434,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       }
       // No destructor runs past _Exit: remove the ipc socket files the fabric would have removed.
       if (node) fabric::remove_ipc_file(node->command_endpoint());
-      if (broker) {
-        for (const auto& e : {broker->endpoints().cmd, broker->endpoints().pub, broker->endpoints().sub}) {
-          fabric::remove_ipc_file(e);
-        }
-      }
+      if (broker) broker->remove_socket_files();
       std::_Exit(code);
     }
   });
