@@ -37,6 +37,19 @@ std::string connectable(const std::string& reported, const std::string& cmd_endp
   return cmd_endpoint_used.substr(0, host_end) + port;
 }
 
+namespace {
+
+// The HOST of tcp://HOST:PORT as written (IPv6 in brackets).
+std::string tcp_host(const std::string& endpoint) { return endpoint.substr(6, endpoint.rfind(':') - 6); }
+
+// Names and literals of the loopback interface, IPv6 brackets removed.
+bool loopback_name(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
 std::string direct_bind_address(const std::string& broker, std::int32_t rank, std::uint64_t unique) {
   const auto scheme = scheme_of(broker);
   const std::string tag = ".rank" + std::to_string(rank) + "-" + std::to_string(unique);
@@ -47,20 +60,17 @@ std::string direct_bind_address(const std::string& broker, std::int32_t rank, st
     return base + tag;
   }
   if (scheme == "tcp") {
-    const auto host = broker.substr(6, broker.rfind(':') - 6);
-    const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]";
-    return "tcp://" + (loopback ? host : std::string("0.0.0.0")) + ":0";
+    const auto host = tcp_host(broker);
+    return "tcp://" + (loopback_name(host) ? host : std::string("0.0.0.0")) + ":0";
   }
   return {};
 }
 
 bool endpoint_on_this_host(const std::string& endpoint) {
   if (scheme_of(endpoint) != "tcp") return true;
-  auto host = endpoint.substr(6, endpoint.rfind(':') - 6);
+  auto host = tcp_host(endpoint);
+  if (loopback_name(host) || host == "*" || host == "0.0.0.0" || host == "[::]") return true;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host == "localhost" || host == "*" || host == "0.0.0.0" || host == "::" || host == "::1" || host.rfind("127.", 0) == 0) {
-    return true;
-  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   addrinfo* res = nullptr;
