@@ -157,7 +157,7 @@ const LifecycleConfig& checked(const LifecycleConfig& config) {
 Seed::Seed(LifecycleConfig config)
     : config_(checked(config)), grafting_(config_.grafting), history_(config_.history_capacity) {}
 
-float Seed::alpha() const noexcept { return state_alpha(state_, static_cast<float>(progress_.alpha)); }
+float Seed::alpha() const noexcept { return kernels::effective_alpha(state_, static_cast<float>(progress_.alpha)); }
 
 Expected<State, Rejection> Seed::check(State to, bool force, const SeedMetrics* metrics) const {
   return check_transition(config_, state_, steps_in_state_, progress_, to, force, metrics);

@@ -141,7 +141,7 @@ class Seed {
   [[nodiscard]] State parent_state() const noexcept { return parent_; }  // before the last transition
   [[nodiscard]] std::uint32_t steps_in_state() const noexcept { return steps_in_state_; }
   [[nodiscard]] std::uint32_t error_count() const noexcept { return error_count_; }
-  [[nodiscard]] float alpha() const noexcept;  // state_alpha(state, grafting ramp)
+  [[nodiscard]] float alpha() const noexcept;  // kernels::effective_alpha(state, grafting ramp)
   [[nodiscard]] const HistoryRing& history() const noexcept { return history_; }
   [[nodiscard]] const GraftingConfig& grafting() const noexcept { return grafting_; }
   [[nodiscard]] const GraftingProgress& grafting_progress() const noexcept { return progress_; }

@@ -1,6 +1,6 @@
-// The eleven seed states, the transition table and what each state computes (docs/lifecycle.md).
-// Everything here is constexpr so that the seed-layer kernels can use it without linking the
-// lifecycle library.
+// The eleven seed states and the transition table (docs/lifecycle.md), constexpr. What each state
+// computes (α, evaluated, trains, trains in the shadow) is the seed-layer kernels' rule,
+// kernels/seed_rules.hpp, included here: one definition for the lifecycle and the kernels.
 #pragma once
 
 #include <array>
@@ -8,13 +8,16 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string_view>
+#include <type_traits>
 
 #include "fbs/common_generated.h"
+#include "kernels/seed_rules.hpp"
 
 namespace esper::lifecycle {
 
 // One definition of the states: the wire enum (DORMANT = 0 .. ROLLED_BACK = 10).
 using State = wire::SeedState;
+static_assert(std::is_same_v<State, kernels::SeedState>, "the lifecycle and the kernels share one state type");
 
 inline constexpr std::size_t kStateCount = 11;
 
@@ -71,31 +74,6 @@ inline constexpr std::array<std::uint16_t, kStateCount> kTable = {
 // The reset CULLED|CANCELLED|ROLLED_BACK -> DORMANT, which frees the slot for a new blueprint.
 [[nodiscard]] constexpr bool is_reset(State from, State to) noexcept {
   return to == State::DORMANT && is_transition(from, to);
-}
-
-// --- per-state computation (DESIGN.md §5), for the seed-layer kernels.
-
-// f_c is computed in the forward pass: TRAINING (in the shadow), GRAFTING, STABILIZATION,
-// EVALUATING, FINE_TUNING, FOSSILIZED. Otherwise the chunk output is the base output.
-[[nodiscard]] constexpr bool is_evaluated(State s) noexcept {
-  return index_of(s) >= index_of(State::TRAINING) && index_of(s) <= index_of(State::FOSSILIZED);
-}
-
-// f_c's parameters are updated by the optimizer: TRAINING, GRAFTING, FINE_TUNING.
-[[nodiscard]] constexpr bool trains(State s) noexcept {
-  return s == State::TRAINING || s == State::GRAFTING || s == State::FINE_TUNING;
-}
-
-// TRAINING: the output is the base's (α = 0, bit-identical) while f_c trains on the chunk's
-// upstream gradient as if it were blended in at α = 1; its shadow loss is the chunk loss at α = 1.
-[[nodiscard]] constexpr bool trains_in_shadow(State s) noexcept { return s == State::TRAINING; }
-
-// The α that blends f_c into the chunk output o_c = y_c + α f_c(x): 0 before and after a seed's
-// life (DORMANT, GERMINATED, TRAINING, CULLED, CANCELLED, ROLLED_BACK), the grafting ramp in
-// GRAFTING, 1 in STABILIZATION, EVALUATING, FINE_TUNING and FOSSILIZED.
-[[nodiscard]] constexpr float state_alpha(State s, float grafting_alpha) noexcept {
-  if (s == State::GRAFTING) return grafting_alpha;
-  return index_of(s) >= index_of(State::STABILIZATION) && index_of(s) <= index_of(State::FOSSILIZED) ? 1.0F : 0.0F;
 }
 
 }  // namespace esper::lifecycle

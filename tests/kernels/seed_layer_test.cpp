@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iterator>
 #include <set>
 
 #include "tests/kernels/test_support.hpp"
@@ -74,22 +75,36 @@ TEST(SeedLayerFactory, CudaBackendWithoutDeviceIsAnErrorValueWithTheReason) {
   EXPECT_FALSE(cuda_status().reason.empty());
 }
 
+// The one definition of DESIGN §5's rule, which the lifecycle uses too (runtime/lifecycle/states.hpp).
 TEST(SeedRules, AlphaEvaluationAndTrainingPerState) {
-  struct Row { SeedState s; float alpha; bool evaluated, trains; float scale; };
+  struct Row { SeedState s; float alpha; bool evaluated, trains, shadow; float scale; };
   const float ramp = 0.37f;
   const Row rows[] = {
-      {SeedState::DORMANT, 0, false, false, 0},      {SeedState::GERMINATED, 0, false, false, 0},
-      {SeedState::TRAINING, 0, true, true, 1},       {SeedState::GRAFTING, ramp, true, true, ramp},
-      {SeedState::STABILIZATION, 1, true, false, 0}, {SeedState::EVALUATING, 1, true, false, 0},
-      {SeedState::FINE_TUNING, 1, true, true, 1},    {SeedState::FOSSILIZED, 1, true, false, 0},
-      {SeedState::CULLED, 0, false, false, 0},       {SeedState::CANCELLED, 0, false, false, 0},
-      {SeedState::ROLLED_BACK, 0, false, false, 0}};
+      {SeedState::DORMANT, 0, false, false, false, 0},      {SeedState::GERMINATED, 0, false, false, false, 0},
+      {SeedState::TRAINING, 0, true, true, true, 1},        {SeedState::GRAFTING, ramp, true, true, false, ramp},
+      {SeedState::STABILIZATION, 1, true, false, false, 0}, {SeedState::EVALUATING, 1, true, false, false, 0},
+      {SeedState::FINE_TUNING, 1, true, true, false, 1},    {SeedState::FOSSILIZED, 1, true, false, false, 0},
+      {SeedState::CULLED, 0, false, false, false, 0},       {SeedState::CANCELLED, 0, false, false, false, 0},
+      {SeedState::ROLLED_BACK, 0, false, false, false, 0}};
+  static_assert(std::size(rows) == kSeedStateCount);
   for (const auto& row : rows) {
     SCOPED_TRACE(static_cast<int>(row.s));
     EXPECT_EQ(effective_alpha(row.s, ramp), row.alpha);
     EXPECT_EQ(seed_evaluated(row.s), row.evaluated);
     EXPECT_EQ(seed_trains(row.s), row.trains);
+    EXPECT_EQ(seed_trains_in_shadow(row.s), row.shadow);
     EXPECT_EQ(seed_gradient_scale(row.s, ramp), row.scale);
+  }
+}
+
+TEST(SeedRules, AValueOutsideTheStatesIsNeverEvaluatedNorTrained) {
+  for (int v : {kSeedStateCount, 42, 255}) {
+    const auto s = static_cast<SeedState>(v);
+    EXPECT_FALSE(seed_evaluated(s)) << v;
+    EXPECT_FALSE(seed_trains(s)) << v;
+    EXPECT_FALSE(seed_trains_in_shadow(s)) << v;
+    EXPECT_EQ(effective_alpha(s, 0.5f), 0.0f) << v;
+    EXPECT_EQ(seed_gradient_scale(s, 0.5f), 0.0f) << v;
   }
 }
 

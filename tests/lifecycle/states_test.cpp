@@ -1,5 +1,6 @@
 // The transition table, checked for every (state, target) pair against DESIGN.md §4 written out
-// independently here, and the per-state computation the kernels rely on (DESIGN.md §5).
+// independently here, and a seed's α by the kernels' per-state rule (DESIGN.md §5), which
+// tests/kernels checks state by state.
 #include "lifecycle/states.hpp"
 
 #include <gtest/gtest.h>
@@ -111,41 +112,17 @@ TEST(StatesTest, ResetIsTheOnlyWayBackToDormant) {
   EXPECT_FALSE(is_transition(S::FOSSILIZED, S::DORMANT));
 }
 
-struct Computation {
-  S state;
-  float alpha;
-  bool evaluated;
-  bool trains;
-  bool shadow;
-};
-
-TEST(StatesTest, PerStateComputationFollowsDesignSection5) {
-  constexpr float ramp = 0.375F;
-  const Computation expected[] = {
-      {S::DORMANT, 0.0F, false, false, false},      {S::GERMINATED, 0.0F, false, false, false},
-      {S::TRAINING, 0.0F, true, true, true},        {S::GRAFTING, ramp, true, true, false},
-      {S::STABILIZATION, 1.0F, true, false, false}, {S::EVALUATING, 1.0F, true, false, false},
-      {S::FINE_TUNING, 1.0F, true, true, false},    {S::FOSSILIZED, 1.0F, true, false, false},
-      {S::CULLED, 0.0F, false, false, false},       {S::CANCELLED, 0.0F, false, false, false},
-      {S::ROLLED_BACK, 0.0F, false, false, false},
-  };
-  for (const Computation& c : expected) {
-    EXPECT_EQ(state_alpha(c.state, ramp), c.alpha) << name(c.state);
-    EXPECT_EQ(is_evaluated(c.state), c.evaluated) << name(c.state);
-    EXPECT_EQ(trains(c.state), c.trains) << name(c.state);
-    EXPECT_EQ(trains_in_shadow(c.state), c.shadow) << name(c.state);
-  }
-}
-
-TEST(StatesTest, SeedAlphaFollowsItsState) {
+// The per-state rule itself is the kernels' (kernels/seed_rules.hpp, tested in tests/kernels); a
+// seed's α is that rule applied to its state and ramp.
+TEST(StatesTest, SeedAlphaFollowsTheKernelsRule) {
   for (const S s : kAllStates) {
     const Seed seed = testing::seed_in(s);
-    EXPECT_EQ(seed.alpha(), state_alpha(s, 0.0F)) << name(s);
+    EXPECT_EQ(seed.alpha(), kernels::effective_alpha(s, 0.0F)) << name(s);
   }
 }
 
 static_assert(is_transition(S::DORMANT, S::GERMINATED) && !is_transition(S::DORMANT, S::DORMANT));
-static_assert(state_alpha(S::FOSSILIZED, 0.0F) == 1.0F && !trains(S::FOSSILIZED));
+static_assert(kernels::effective_alpha(S::FOSSILIZED, 0.0F) == 1.0F && !kernels::seed_trains(S::FOSSILIZED));
 
 }  // namespace
 }  // namespace esper::lifecycle
