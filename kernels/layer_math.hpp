@@ -19,7 +19,7 @@ ESPER_HOST_DEVICE constexpr std::uint64_t splitmix64(std::uint64_t z) {
 // Digest section tags.
 enum DigestTag : std::uint64_t {
   kTagStates = 1, kTagAlphas, kTagW, kTagBias, kTagA, kTagB, kTagMomentW, kTagVarW, kTagMomentBias, kTagVarBias,
-  kTagMomentA, kTagVarA, kTagMomentB, kTagVarB, kTagSeedSteps, kTagBaseSteps
+  kTagMomentA, kTagVarA, kTagMomentB, kTagVarB, kTagSeedSteps, kTagBaseSteps, kTagSeedRank, kTagSeedLearningRate
 };
 
 ESPER_HOST_DEVICE constexpr std::uint64_t digest_element(std::uint64_t tag, std::uint64_t index, std::uint64_t bits) {

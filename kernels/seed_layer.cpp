@@ -3,8 +3,12 @@
 #include "kernels/seed_layer.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
+
+#include "kernels/layer_math.hpp"
 
 #if defined(ESPER_KERNELS_WITH_CUDA)
 #include "kernels/cuda/cuda_seed_layer.hpp"
@@ -56,7 +60,8 @@ SeedLayer::SeedLayer(const SeedLayerConfig& config)
     : config_(config),
       partition_(partition_features(config.out_features, config.chunks)),
       states_(static_cast<std::size_t>(config.chunks), SeedState::DORMANT),
-      alphas_(static_cast<std::size_t>(config.chunks), 0.0f) {}
+      alphas_(static_cast<std::size_t>(config.chunks), 0.0f),
+      settings_(static_cast<std::size_t>(config.chunks), default_seed_settings()) {}
 
 void SeedLayer::set_seed(int chunk, SeedState state, float alpha) {
   if (chunk < 0 || chunk >= config_.chunks) throw Error("set_seed: chunk " + std::to_string(chunk) + " out of range");
@@ -78,6 +83,49 @@ void SeedLayer::set_seeds(std::span<const SeedState> states, std::span<const flo
   std::copy(states.begin(), states.end(), states_.begin());
   std::copy(alphas.begin(), alphas.end(), alphas_.begin());
   seeds_changed();
+}
+
+namespace {
+std::string shortest(float value) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(value);
+}
+}  // namespace
+
+void SeedLayer::set_seed_settings(int chunk, const SeedSettings& settings) {
+  if (chunk < 0 || chunk >= config_.chunks) {
+    throw Error("set_seed_settings: chunk " + std::to_string(chunk) + " out of range [0, " +
+                std::to_string(config_.chunks) + ")");
+  }
+  if (settings.rank < 1 || settings.rank > config_.rank) {
+    throw Error("set_seed_settings: rank must lie in [1, " + std::to_string(config_.rank) + "], got " +
+                std::to_string(settings.rank));
+  }
+  if (!(settings.learning_rate > 0.0f) || !std::isfinite(settings.learning_rate)) {
+    throw Error("set_seed_settings: learning_rate must be finite and > 0, got " + shortest(settings.learning_rate));
+  }
+  auto& current = settings_[static_cast<std::size_t>(chunk)];
+  const SeedSettings previous = current;
+  current = settings;
+  seed_settings_changed(chunk, previous);
+}
+
+SeedSettings SeedLayer::seed_settings(int chunk) const {
+  if (chunk < 0 || chunk >= config_.chunks) {
+    throw Error("seed_settings: chunk " + std::to_string(chunk) + " out of range");
+  }
+  return settings_[static_cast<std::size_t>(chunk)];
+}
+
+std::uint64_t SeedLayer::settings_digest() const {
+  std::uint64_t sum = 0;
+  for (std::size_t c = 0; c < settings_.size(); ++c) {
+    sum += detail::digest_element(detail::kTagSeedRank, c, static_cast<std::uint64_t>(settings_[c].rank));
+    const auto lr_bits = std::bit_cast<std::uint32_t>(settings_[c].learning_rate);
+    sum += detail::digest_element(detail::kTagSeedLearningRate, c, lr_bits);
+  }
+  return sum;
 }
 
 float SeedLayer::alpha_in_effect(int chunk) const {

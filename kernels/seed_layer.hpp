@@ -94,6 +94,17 @@ struct ChunkTelemetry {
   double performance_delta() const { return loss_without_seed - shadow_loss; }
 };
 
+// One seed's blueprint settings (SetBlueprint, applied at a step boundary on every replica). A seed
+// of rank r_c < config.rank is exactly an adapter of rank r_c: rows r_c..r−1 of A_c and columns
+// r_c..r−1 of B_c are 0 (parameters, gradients and optimizer moments) and stay 0 through backward,
+// step and write. The optimizer updates the seed's parameters with its learning_rate (the base
+// layer keeps config.optimizer.learning_rate). Defaults: config.rank, config.optimizer.learning_rate.
+struct SeedSettings {
+  int rank = 0;                // 1..config.rank
+  float learning_rate = 0.0f;  // finite, > 0
+  bool operator==(const SeedSettings&) const = default;
+};
+
 enum class Tensor : std::uint8_t { BaseWeight, BaseBias, SeedA, SeedB };
 std::size_t tensor_size(const SeedLayerConfig& config, Tensor tensor);
 
@@ -121,8 +132,18 @@ class SeedLayer {
   float alpha_in_effect(int chunk) const;
 
   // Draws seed `chunk` afresh: A_c from a new generation of the init stream, B_c = 0, its optimizer
-  // state cleared. The state and alpha are left to the caller.
+  // state cleared, its settings back to the defaults (the slot is free for a new blueprint). The
+  // state and alpha are left to the caller.
   virtual void reset_seed(int chunk) = 0;
+
+  // Takes effect at once (a pending gradient is masked too). Lowering the rank zeroes the seed's
+  // tail; raising it redraws the newly enabled rows of A_c from the seed's init stream (its B_c
+  // columns stay 0, so the output does not change), as a fresh seed of that rank has them. Throws
+  // esper::Error naming the bad value: chunk, rank outside [1, config.rank], learning_rate not
+  // finite and > 0. The settings are part of digest().
+  void set_seed_settings(int chunk, const SeedSettings& settings);
+  SeedSettings seed_settings(int chunk) const;
+  SeedSettings default_seed_settings() const { return {config_.rank, config_.optimizer.learning_rate}; }
 
   // o = the blended output. Keeps x (by pointer: it must stay unchanged until backward) and the
   // seeds' hidden activations for backward. Telemetry, when asked, is computed in the same pass.
@@ -144,19 +165,24 @@ class SeedLayer {
   // for collectives to reduce in place between backward() and step() (data-parallel replicas).
   virtual std::span<float> gradient_buffer(Tensor tensor) = 0;
 
-  // 64-bit digest of states, alphas, parameters, optimizer moments and step counts, for replica
-  // checks. Equal content gives equal digests on either backend.
+  // 64-bit digest of states, alphas, seed settings, parameters, optimizer moments and step counts,
+  // for replica checks. Equal content gives equal digests on either backend.
   virtual std::uint64_t digest() const = 0;
 
  protected:
   SeedLayer(const SeedLayerConfig& config);
   virtual void seeds_changed() = 0;  // states_/alphas_ were updated
+  // settings_[chunk] was updated from `previous` (validated): mask or redraw, and take it over.
+  virtual void seed_settings_changed(int chunk, const SeedSettings& previous) = 0;
+  void restore_default_settings(int chunk) { settings_[static_cast<std::size_t>(chunk)] = default_seed_settings(); }
+  std::uint64_t settings_digest() const;  // the settings' share of digest(), the same on both backends
   int batch_of(std::span<const float> x, std::span<const float> out) const;
 
   SeedLayerConfig config_;
   ChunkPartition partition_;
   std::vector<SeedState> states_;
   std::vector<float> alphas_;
+  std::vector<SeedSettings> settings_;
 };
 
 namespace detail {

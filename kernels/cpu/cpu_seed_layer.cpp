@@ -6,6 +6,9 @@
 // so its output is bit-identical to the base.
 // Backward: dZ_c = (G_c B_c) ⊙ h'(Z_c); dB_c = s_c G_cᵀ h(Z_c), dA_c = s_c dZ_cᵀ X with s_c from
 // seed_gradient_scale; dx = G W + Σ_c α_c dZ_c A_c; dW = Gᵀ X, db = Σ_b G when the base trains.
+// A seed of rank r_c < r: its tail (rows r_c.. of A_c, columns r_c.. of B_c, their gradients and
+// moments) is zeroed when the rank is set and on write; backward leaves the tail's dZ and dB at 0
+// and step skips it, so the tail stays 0 whatever a caller reduces into the gradients.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -49,11 +52,13 @@ class CpuSeedLayer final : public SeedLayer {
 
  protected:
   void seeds_changed() override {}
+  void seed_settings_changed(int chunk, const SeedSettings& previous) override;
 
  private:
   template <bool kTelemetry, bool kTarget>
   void blend_tile(int m0, int m1, int n0, int n1, float* out, const float* target);
   void draw_seed_a(int chunk);
+  void zero_seed_tail(int chunk);
   std::vector<float>& tensor(Tensor t);
   const std::vector<float>& tensor(Tensor t) const { return const_cast<CpuSeedLayer*>(this)->tensor(t); }
   const std::vector<float>& gradient(Tensor t) const;
@@ -123,6 +128,7 @@ void CpuSeedLayer::draw_seed_a(int chunk) {
 
 void CpuSeedLayer::reset_seed(int chunk) {
   if (chunk < 0 || chunk >= config_.chunks) throw Error("reset_seed: chunk out of range");
+  restore_default_settings(chunk);
   ++generation_[sz(chunk)];
   draw_seed_a(chunk);
   const std::size_t a_block = sz(config_.rank) * sz(config_.in_features);
@@ -136,6 +142,26 @@ void CpuSeedLayer::reset_seed(int chunk) {
   }
   seed_steps_[sz(chunk)] = 0;
   seed_has_gradient_[sz(chunk)] = 0;
+}
+
+void CpuSeedLayer::zero_seed_tail(int chunk) {
+  const int rank = settings_[sz(chunk)].rank;
+  if (rank == config_.rank) return;
+  for (auto* v : {&a_, &da_, &adam_a_.m, &adam_a_.v}) {
+    if (!v->empty()) detail::zero_beyond_rank(config_, partition_, chunk, rank, Tensor::SeedA, v->data());
+  }
+  for (auto* v : {&b_, &db_, &adam_b_.m, &adam_b_.v}) {
+    if (!v->empty()) detail::zero_beyond_rank(config_, partition_, chunk, rank, Tensor::SeedB, v->data());
+  }
+}
+
+void CpuSeedLayer::seed_settings_changed(int chunk, const SeedSettings& previous) {
+  const int rank = settings_[sz(chunk)].rank;
+  if (rank > previous.rank) {
+    detail::init_seed_a_rows(config_, chunk, generation_[sz(chunk)], previous.rank, rank,
+                             a_.data() + sz(chunk) * detail::seed_a_block(config_));
+  }
+  zero_seed_tail(chunk);
 }
 
 // The epilogue on rows [m0, m1) × features [n0, n1) of `out`, which holds X Wᵀ there.
@@ -265,18 +291,19 @@ void CpuSeedLayer::backward(std::span<const float> grad_out, std::span<float> gr
       float* dz_row = dz_.data() + static_cast<long>(row) * hw;
       for (int c = 0; c < C; ++c) {
         if (!needs_dz[sz(c)]) continue;
+        const int rank = settings_[sz(c)].rank;  // the tail's dZ and dB stay 0
         const float* zc = z_row + c * r;
         float* dzc = dz_row + c * r;
         for (int j = partition_.begin(c); j < partition_.end(c); ++j) {
           const float* bj = b_.data() + static_cast<long>(j) * r;
           float* dbj = db_.data() + static_cast<long>(j) * r;
-          for (int k = 0; k < r; ++k) {
+          for (int k = 0; k < rank; ++k) {
             dzc[k] += g_row[j] * bj[k];
             dbj[k] += g_row[j] * hidden(zc[k]);  // scaled (or zeroed) per chunk below
           }
         }
         if (mlp()) {
-          for (int k = 0; k < r; ++k) dzc[k] = zc[k] > 0.0f ? dzc[k] : 0.0f;
+          for (int k = 0; k < rank; ++k) dzc[k] = zc[k] > 0.0f ? dzc[k] : 0.0f;
         }
       }
     }
@@ -341,10 +368,10 @@ void CpuSeedLayer::backward(std::span<const float> grad_out, std::span<float> gr
   }
 }
 
-void apply_update(const OptimizerConfig& opt, std::uint64_t step, float* p, const float* g, AdamMoments* adam,
-                  std::size_t offset, std::size_t count) {
+void apply_update(const OptimizerConfig& opt, float learning_rate, std::uint64_t step, float* p, const float* g,
+                  AdamMoments* adam, std::size_t offset, std::size_t count) {
   if (opt.kind == OptimizerKind::Sgd) {
-    for (std::size_t i = 0; i < count; ++i) p[i] -= opt.learning_rate * g[i];
+    for (std::size_t i = 0; i < count; ++i) p[i] -= learning_rate * g[i];
     return;
   }
   const float t = static_cast<float>(step);
@@ -355,10 +382,11 @@ void apply_update(const OptimizerConfig& opt, std::uint64_t step, float* p, cons
     m[i] = opt.beta1 * m[i] + (1.0f - opt.beta1) * g[i];
     v[i] = opt.beta2 * v[i] + (1.0f - opt.beta2) * g[i] * g[i];
     const float m_hat = m[i] / correction1, v_hat = v[i] / correction2;
-    p[i] -= opt.learning_rate * m_hat / (std::sqrt(v_hat) + opt.epsilon);
+    p[i] -= learning_rate * m_hat / (std::sqrt(v_hat) + opt.epsilon);
   }
 }
 
+// Each seed with its own learning rate, over the first `rank` rows of A_c and columns of B_c.
 void CpuSeedLayer::step() {
   const auto& opt = config_.optimizer;
   const std::size_t a_block = sz(config_.rank) * sz(config_.in_features), r = sz(config_.rank);
@@ -366,15 +394,24 @@ void CpuSeedLayer::step() {
     if (!seed_has_gradient_[sz(c)]) continue;
     seed_has_gradient_[sz(c)] = 0;
     const std::uint64_t t = ++seed_steps_[sz(c)];
+    const SeedSettings& settings = settings_[sz(c)];
+    const float lr = settings.learning_rate;
+    const std::size_t rank = sz(settings.rank);
     const std::size_t a0 = sz(c) * a_block, b0 = sz(partition_.begin(c)) * r, bn = sz(partition_.size(c)) * r;
-    apply_update(opt, t, a_.data() + a0, da_.data() + a0, &adam_a_, a0, a_block);
-    apply_update(opt, t, b_.data() + b0, db_.data() + b0, &adam_b_, b0, bn);
+    apply_update(opt, lr, t, a_.data() + a0, da_.data() + a0, &adam_a_, a0, rank * sz(config_.in_features));
+    if (rank == r) {
+      apply_update(opt, lr, t, b_.data() + b0, db_.data() + b0, &adam_b_, b0, bn);
+    } else {
+      for (std::size_t row = b0; row < b0 + bn; row += r) {
+        apply_update(opt, lr, t, b_.data() + row, db_.data() + row, &adam_b_, row, rank);
+      }
+    }
   }
   if (base_has_gradient_) {
     base_has_gradient_ = false;
     const std::uint64_t t = ++base_steps_;
-    apply_update(opt, t, w_.data(), dw_.data(), &adam_w_, 0, w_.size());
-    apply_update(opt, t, bias_.data(), dbias_.data(), &adam_bias_, 0, bias_.size());
+    apply_update(opt, opt.learning_rate, t, w_.data(), dw_.data(), &adam_w_, 0, w_.size());
+    apply_update(opt, opt.learning_rate, t, bias_.data(), dbias_.data(), &adam_bias_, 0, bias_.size());
   }
 }
 
@@ -394,6 +431,9 @@ void CpuSeedLayer::read(Tensor t, std::span<float> values) const {
 void CpuSeedLayer::write(Tensor t, std::span<const float> values) {
   detail::check_copy_size(tensor(t).size(), values.size());
   std::copy(values.begin(), values.end(), tensor(t).begin());
+  for (int c = 0; c < config_.chunks; ++c) {
+    detail::zero_beyond_rank(config_, partition_, c, settings_[sz(c)].rank, t, tensor(t).data());
+  }
 }
 
 void CpuSeedLayer::read_gradient(Tensor t, std::span<float> values) const {
@@ -408,7 +448,7 @@ std::uint64_t float_bits(float f) {
 }
 
 std::uint64_t CpuSeedLayer::digest() const {
-  std::uint64_t sum = 0;
+  std::uint64_t sum = settings_digest();
   auto add_floats = [&](std::uint64_t tag, const std::vector<float>& v) {
     for (std::size_t i = 0; i < v.size(); ++i) sum += detail::digest_element(tag, i, float_bits(v[i]));
   };

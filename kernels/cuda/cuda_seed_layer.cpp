@@ -3,7 +3,9 @@
 // telemetry in device memory, on the default stream. Products are cuBLAS SGEMMs in pure fp32 (no
 // TF32); the blend with its telemetry, the seed gradients, the optimizer and the digest are the
 // kernels of seed_kernels.cu. The host keeps a mirror of the states (it decides which products to
-// skip) and only the base layer's step count.
+// skip) and only the base layer's step count. Seed settings: per-chunk ranks and learning rates in
+// device arrays that the gradient and update kernels read; a lowered rank's tail is zeroed by
+// memsets (A_c's rows are contiguous, B_c's columns a 2D memset), a write() masks its host copy.
 // Host-staged mode (Memory::Host) wraps the device-span forward and backward: host x, target and
 // grad_out are copied into device buffers the layer owns (x's copy is what backward reads), out and
 // grad_x are copied back. All of it is on the legacy default stream, like the kernels, so no extra
@@ -34,6 +36,14 @@ void upload(const DeviceBuffer<T>& dst, const T* src, std::size_t count, std::si
 template <class T>
 void zero_range(const DeviceBuffer<T>& buf, std::size_t offset, std::size_t count) {
   if (!buf.empty() && count > 0) ESPER_CUDA_CHECK(cudaMemset(buf.data() + offset, 0, count * sizeof(T)));
+}
+
+// Columns [col, width) of rows [row, row + rows) of a row-major matrix `width` floats wide.
+void zero_columns(const DeviceBuffer<float>& buf, std::size_t row, std::size_t rows, std::size_t col,
+                  std::size_t width) {
+  if (buf.empty() || rows == 0 || col >= width) return;
+  ESPER_CUDA_CHECK(
+      cudaMemset2D(buf.data() + row * width + col, width * sizeof(float), 0, (width - col) * sizeof(float), rows));
 }
 
 struct AdamMoments {
@@ -91,6 +101,7 @@ class CudaSeedLayer final : public SeedLayer {
 
  protected:
   void seeds_changed() override;
+  void seed_settings_changed(int chunk, const SeedSettings& previous) override;
 
  private:
   void forward_device(std::span<const float> x, std::span<float> out, const ForwardOptions& options);
@@ -100,6 +111,8 @@ class CudaSeedLayer final : public SeedLayer {
   int hidden_width() const { return config_.chunks * config_.rank; }
   void run_blend();
   OptimizerArgs optimizer_args() const;
+  void upload_settings(int chunk);
+  void zero_seed_tail(int chunk);
 
   CublasHandle cublas_;
   DeviceBuffer<float> w_, bias_, a_, b_, dw_, dbias_, da_, db_;
@@ -109,6 +122,8 @@ class CudaSeedLayer final : public SeedLayer {
   DeviceBuffer<float> alphas_dev_;
   DeviceBuffer<ChunkControl> control_, forward_control_;
   DeviceBuffer<std::uint64_t> seed_steps_;
+  DeviceBuffer<float> seed_learning_rates_;
+  DeviceBuffer<int> seed_ranks_;
   std::uint64_t base_steps_ = 0;
   std::vector<std::uint32_t> generation_;
   std::vector<ChunkControl> control_host_, forward_control_host_;
@@ -148,6 +163,8 @@ CudaSeedLayer::CudaSeedLayer(const SeedLayerConfig& config, Memory memory)
       control_(sz(config.chunks)),
       forward_control_(sz(config.chunks)),
       seed_steps_(sz(config.chunks)),
+      seed_learning_rates_(sz(config.chunks)),
+      seed_ranks_(sz(config.chunks)),
       generation_(sz(config.chunks), 0),
       telemetry_dev_(sz(config.chunks)),
       digest_dev_(1),
@@ -169,6 +186,7 @@ CudaSeedLayer::CudaSeedLayer(const SeedLayerConfig& config, Memory memory)
   upload(a_, a.data(), a.size());
   for (const auto* buf : {&b_, &dw_, &dbias_, &da_, &db_}) buf->zero();
   seed_steps_.zero();
+  for (int c = 0; c < config.chunks; ++c) upload_settings(c);
   std::vector<int> chunk_of(sz(config.out_features));
   for (int c = 0; c < config.chunks; ++c) {
     for (int j = partition_.begin(c); j < partition_.end(c); ++j) chunk_of[sz(j)] = c;
@@ -201,8 +219,38 @@ void CudaSeedLayer::seeds_changed() {
   upload(alphas_dev_, alphas_.data(), alphas_.size());
 }
 
+void CudaSeedLayer::upload_settings(int chunk) {
+  const SeedSettings& s = settings_[sz(chunk)];
+  upload(seed_learning_rates_, &s.learning_rate, 1, sz(chunk));
+  upload(seed_ranks_, &s.rank, 1, sz(chunk));
+}
+
+void CudaSeedLayer::zero_seed_tail(int chunk) {
+  const auto rank = sz(settings_[sz(chunk)].rank), r = sz(config_.rank), in = sz(config_.in_features);
+  if (rank == r) return;
+  const std::size_t a0 = sz(chunk) * detail::seed_a_block(config_) + rank * in, an = (r - rank) * in;
+  for (const auto* buf : {&a_, &da_, &adam_a_.m, &adam_a_.v}) zero_range(*buf, a0, an);
+  for (const auto* buf : {&b_, &db_, &adam_b_.m, &adam_b_.v}) {
+    zero_columns(*buf, sz(partition_.begin(chunk)), sz(partition_.size(chunk)), rank, r);
+  }
+}
+
+void CudaSeedLayer::seed_settings_changed(int chunk, const SeedSettings& previous) {
+  const int rank = settings_[sz(chunk)].rank;
+  if (rank > previous.rank) {
+    const std::size_t in = sz(config_.in_features), offset = sz(previous.rank) * in;
+    std::vector<float> a(detail::seed_a_block(config_));
+    detail::init_seed_a_rows(config_, chunk, generation_[sz(chunk)], previous.rank, rank, a.data());
+    upload(a_, a.data() + offset, sz(rank) * in - offset, sz(chunk) * a.size() + offset);
+  }
+  zero_seed_tail(chunk);
+  upload_settings(chunk);
+}
+
 void CudaSeedLayer::reset_seed(int chunk) {
   if (chunk < 0 || chunk >= config_.chunks) throw Error("reset_seed: chunk out of range");
+  restore_default_settings(chunk);
+  upload_settings(chunk);
   const auto c = sz(chunk);
   ++generation_[c];
   const std::size_t a_block = detail::seed_a_block(config_);
@@ -313,15 +361,17 @@ void CudaSeedLayer::backward_device(std::span<const float> grad_out, std::span<f
   if (any_trains || any_input) {
     dz_param_.reserve(sz(batch) * sz(hw));
     if (want_input) dz_input_.reserve(sz(batch) * sz(hw));
-    ESPER_CUDA_CHECK(launch_hidden_gradient(g, b_.data(), z_.data(), chunk_offsets_.data(), forward_control_.data(), batch,
-                                            n, r, config_.chunks, mlp, want_input, dz_param_.data(), dz_input_.data()));
+    ESPER_CUDA_CHECK(launch_hidden_gradient(g, b_.data(), z_.data(), chunk_offsets_.data(), forward_control_.data(),
+                                            seed_ranks_.data(), batch, n, r, config_.chunks, mlp, want_input,
+                                            dz_param_.data(), dz_input_.data()));
   }
   if (any_trains) {
     gemm.tn(hw, in, batch, dz_param_.data(), hw, x_, in, da_.data(), in, 1.0f, 0.0f);
     const int slices = b_gradient_slices(batch);
     db_partials_.reserve(sz(slices) * b_.size());
-    ESPER_CUDA_CHECK(launch_b_gradient(g, z_.data(), chunk_of_feature_.data(), forward_control_.data(), batch, n, r, hw,
-                                       mlp, db_partials_.data(), slices, db_.data()));
+    ESPER_CUDA_CHECK(launch_b_gradient(g, z_.data(), chunk_of_feature_.data(), forward_control_.data(),
+                                       seed_ranks_.data(), batch, n, r, hw, mlp, db_partials_.data(), slices,
+                                       db_.data()));
   } else {
     da_.zero();
     db_.zero();
@@ -348,10 +398,14 @@ void CudaSeedLayer::step() {
   if (seed_gradients_pending_) {
     seed_gradients_pending_ = false;
     ESPER_CUDA_CHECK(launch_advance_steps(forward_control_.data(), config_.chunks, seed_steps_.data()));
+    const SeedGroups a_groups{detail::seed_a_block(config_), nullptr, 1, sz(config_.in_features), config_.rank};
+    const SeedGroups b_groups{1, chunk_of_feature_.data(), config_.rank, 1, config_.rank};
     ESPER_CUDA_CHECK(launch_update(opt, a_.data(), da_.data(), adam_a_.m.data(), adam_a_.v.data(), a_.size(),
-                                   forward_control_.data(), seed_steps_.data(), detail::seed_a_block(config_), nullptr, 1));
+                                   forward_control_.data(), seed_steps_.data(), seed_learning_rates_.data(),
+                                   seed_ranks_.data(), a_groups));
     ESPER_CUDA_CHECK(launch_update(opt, b_.data(), db_.data(), adam_b_.m.data(), adam_b_.v.data(), b_.size(),
-                                   forward_control_.data(), seed_steps_.data(), 1, chunk_of_feature_.data(), config_.rank));
+                                   forward_control_.data(), seed_steps_.data(), seed_learning_rates_.data(),
+                                   seed_ranks_.data(), b_groups));
   }
   if (base_gradients_pending_) {
     base_gradients_pending_ = false;
@@ -390,7 +444,15 @@ void CudaSeedLayer::read(Tensor t, std::span<float> values) const {
 
 void CudaSeedLayer::write(Tensor t, std::span<const float> values) {
   detail::check_copy_size(tensor(t).size(), values.size());
-  upload(tensor(t), values.data(), values.size());
+  const bool seed_tensor = t == Tensor::SeedA || t == Tensor::SeedB;
+  const bool masked =
+      std::any_of(settings_.begin(), settings_.end(), [&](const SeedSettings& s) { return s.rank < config_.rank; });
+  if (!seed_tensor || !masked) return upload(tensor(t), values.data(), values.size());
+  std::vector<float> copy(values.begin(), values.end());
+  for (int c = 0; c < config_.chunks; ++c) {
+    detail::zero_beyond_rank(config_, partition_, c, settings_[sz(c)].rank, t, copy.data());
+  }
+  upload(tensor(t), copy.data(), copy.size());
 }
 
 void CudaSeedLayer::read_gradient(Tensor t, std::span<float> values) const {
@@ -421,7 +483,7 @@ std::uint64_t CudaSeedLayer::digest() const {
   add(adam_b_.v, detail::kTagVarB);
   unsigned long long sum = 0;
   ESPER_CUDA_CHECK(cudaMemcpy(&sum, digest_dev_.data(), sizeof sum, cudaMemcpyDeviceToHost));
-  const std::uint64_t total = sum + detail::digest_element(detail::kTagBaseSteps, 0, base_steps_);
+  const std::uint64_t total = sum + detail::digest_element(detail::kTagBaseSteps, 0, base_steps_) + settings_digest();
   return detail::splitmix64(total);
 }
 

@@ -111,8 +111,8 @@ __global__ void finalize_kernel(FeaturePartials p, int slices, int n, const int*
 }
 
 __global__ void hidden_gradient_kernel(const float* g, const float* b, const float* z, const int* offsets,
-                                       const ChunkControl* control, int batch, int n, int r, int chunks, bool mlp,
-                                       bool want_input, float* dz_param, float* dz_input) {
+                                       const ChunkControl* control, const int* ranks, int batch, int n, int r,
+                                       int chunks, bool mlp, bool want_input, float* dz_param, float* dz_input) {
   const int hw = chunks * r;
   const long e = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= static_cast<long>(batch) * hw) return;
@@ -120,7 +120,7 @@ __global__ void hidden_gradient_kernel(const float* g, const float* b, const flo
   const ChunkControl ctl = control[c];
   const bool feeds_input = want_input && ctl.evaluated && ctl.alpha != 0.0f;
   float dh = 0.0f;
-  if (ctl.trains || feeds_input) {
+  if ((ctl.trains || feeds_input) && k < ranks[c]) {
     const float* g_row = g + static_cast<long>(row) * n;
     for (int j = offsets[c]; j < offsets[c + 1]; ++j) dh += g_row[j] * b[static_cast<long>(j) * r + k];
     if (mlp && !(z[e] > 0.0f)) dh = 0.0f;
@@ -149,13 +149,14 @@ __global__ void b_gradient_partial_kernel(const float* g, const float* z, const 
 }
 
 __global__ void b_gradient_reduce_kernel(const float* partials, int slices, const int* chunk_of_feature,
-                                         const ChunkControl* control, int n, int r, float* db) {
+                                         const ChunkControl* control, const int* ranks, int n, int r, float* db) {
   const long e = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= static_cast<long>(n) * r) return;
   float acc = 0.0f;
   for (int s = 0; s < slices; ++s) acc += partials[static_cast<long>(s) * n * r + e];
-  const ChunkControl ctl = control[chunk_of_feature[e / r]];
-  db[e] = ctl.trains ? ctl.gradient_scale * acc : 0.0f;
+  const int c = chunk_of_feature[e / r];
+  const ChunkControl ctl = control[c];
+  db[e] = ctl.trains && static_cast<int>(e % r) < ranks[c] ? ctl.gradient_scale * acc : 0.0f;
 }
 
 __global__ void column_sums_kernel(const float* g, int batch, int n, float* out) {
@@ -171,10 +172,10 @@ __global__ void advance_steps_kernel(const ChunkControl* control, int chunks, st
   if (c < chunks && control[c].trains) ++steps[c];
 }
 
-__device__ __forceinline__ void update_one(const OptimizerArgs& o, float* p, float g, float* m, float* v,
-                                           std::uint64_t step) {
+__device__ __forceinline__ void update_one(const OptimizerArgs& o, float learning_rate, float* p, float g, float* m,
+                                           float* v, std::uint64_t step) {
   if (!o.adam) {
-    *p -= o.learning_rate * g;
+    *p -= learning_rate * g;
     return;
   }
   const float t = static_cast<float>(step);
@@ -182,18 +183,21 @@ __device__ __forceinline__ void update_one(const OptimizerArgs& o, float* p, flo
   *m = o.beta1 * *m + (1.0f - o.beta1) * g;
   *v = o.beta2 * *v + (1.0f - o.beta2) * g * g;
   const float m_hat = *m / correction1, v_hat = *v / correction2;
-  *p -= o.learning_rate * m_hat / (sqrtf(v_hat) + o.epsilon);
+  *p -= learning_rate * m_hat / (sqrtf(v_hat) + o.epsilon);
 }
 
 __global__ void update_kernel(OptimizerArgs o, float* p, const float* g, float* m, float* v, std::size_t count,
-                              const ChunkControl* control, const std::uint64_t* steps, std::size_t group_size,
-                              const int* group_of, int row_width) {
+                              const ChunkControl* control, const std::uint64_t* steps, const float* learning_rates,
+                              const int* ranks, SeedGroups groups) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const int group = group_of != nullptr ? group_of[i / static_cast<std::size_t>(row_width)]
-                                          : static_cast<int>(i / group_size);
+    const int group = groups.group_of != nullptr ? groups.group_of[i / static_cast<std::size_t>(groups.row_width)]
+                                                 : static_cast<int>(i / groups.group_size);
     if (!control[group].trains) continue;
-    update_one(o, p + i, g[i], o.adam ? m + i : nullptr, o.adam ? v + i : nullptr, steps[group]);
+    const int k = static_cast<int>((i / groups.rank_stride) % static_cast<std::size_t>(groups.r));
+    if (k >= ranks[group]) continue;  // the seed's tail stays 0
+    update_one(o, learning_rates[group], p + i, g[i], o.adam ? m + i : nullptr, o.adam ? v + i : nullptr,
+               steps[group]);
   }
 }
 
@@ -201,7 +205,7 @@ __global__ void update_base_kernel(OptimizerArgs o, float* p, const float* g, fl
                                    std::uint64_t step) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    update_one(o, p + i, g[i], o.adam ? m + i : nullptr, o.adam ? v + i : nullptr, step);
+    update_one(o, o.learning_rate, p + i, g[i], o.adam ? m + i : nullptr, o.adam ? v + i : nullptr, step);
   }
 }
 
@@ -243,25 +247,26 @@ cudaError_t launch_finalize_telemetry(const FeaturePartials& partials, int slice
 }
 
 cudaError_t launch_hidden_gradient(const float* grad_out, const float* b, const float* z, const int* chunk_offsets,
-                                   const ChunkControl* control, int batch, int n, int r, int chunks, bool mlp,
-                                   bool want_input, float* dz_param, float* dz_input) {
+                                   const ChunkControl* control, const int* ranks, int batch, int n, int r, int chunks,
+                                   bool mlp, bool want_input, float* dz_param, float* dz_input) {
   const std::size_t count = static_cast<std::size_t>(batch) * static_cast<std::size_t>(chunks) * r;
-  hidden_gradient_kernel<<<blocks_for(count, 256, 1u << 30), 256>>>(grad_out, b, z, chunk_offsets, control, batch, n,
-                                                                     r, chunks, mlp, want_input, dz_param, dz_input);
+  hidden_gradient_kernel<<<blocks_for(count, 256, 1u << 30), 256>>>(grad_out, b, z, chunk_offsets, control, ranks,
+                                                                     batch, n, r, chunks, mlp, want_input, dz_param,
+                                                                     dz_input);
   return cudaGetLastError();
 }
 
 int b_gradient_slices(int batch) { return (batch + kGradRowsPerSlice - 1) / kGradRowsPerSlice; }
 
 cudaError_t launch_b_gradient(const float* grad_out, const float* z, const int* chunk_of_feature,
-                              const ChunkControl* control, int batch, int n, int r, int hw, bool mlp, float* partials,
-                              int slices, float* db) {
+                              const ChunkControl* control, const int* ranks, int batch, int n, int r, int hw, bool mlp,
+                              float* partials, int slices, float* db) {
   const std::size_t count = static_cast<std::size_t>(n) * r;
   const dim3 grid(blocks_for(count, 256, 1u << 30), static_cast<unsigned>(slices));
   b_gradient_partial_kernel<<<grid, 256>>>(grad_out, z, chunk_of_feature, control, batch, n, r, hw, mlp, partials);
   if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  b_gradient_reduce_kernel<<<blocks_for(count, 256, 1u << 30), 256>>>(partials, slices, chunk_of_feature, control, n, r,
-                                                                      db);
+  b_gradient_reduce_kernel<<<blocks_for(count, 256, 1u << 30), 256>>>(partials, slices, chunk_of_feature, control,
+                                                                      ranks, n, r, db);
   return cudaGetLastError();
 }
 
@@ -277,9 +282,9 @@ cudaError_t launch_advance_steps(const ChunkControl* control, int chunks, std::u
 
 cudaError_t launch_update(const OptimizerArgs& opt, float* param, const float* grad, float* m, float* v,
                           std::size_t count, const ChunkControl* control, const std::uint64_t* steps,
-                          std::size_t group_size, const int* group_of, int row_width) {
-  update_kernel<<<blocks_for(count, 256, 4096), 256>>>(opt, param, grad, m, v, count, control, steps, group_size,
-                                                       group_of, row_width);
+                          const float* learning_rates, const int* ranks, const SeedGroups& groups) {
+  update_kernel<<<blocks_for(count, 256, 4096), 256>>>(opt, param, grad, m, v, count, control, steps, learning_rates,
+                                                       ranks, groups);
   return cudaGetLastError();
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_seed_layer.hpp"
@@ -86,6 +87,45 @@ TEST(CudaHostStagedLayer, GradientsAndOptimizerStepsMatchTheCpuReference) {
       expect_gradients_and_step_near(p, kTolerance, step);
     }
     EXPECT_EQ(p.gpu->states(), p.cpu->states());
+  });
+}
+
+TEST(CudaHostStagedLayer, SeedSettingsMaskAndDigestLikeTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  auto p = staged_pair(staged_config(Blueprint::BottleneckMlp, false, OptimizerKind::Adam));
+  expect_settings_like_cpu(p);
+}
+
+// Settings train like the CPU reference's; what a collective leaves in the gradients' tails (here
+// written into the device gradient buffer) is not applied by step.
+TEST(CudaHostStagedLayer, SeedSettingsTrainLikeTheCpuReferenceAndStepIgnoresGradientTails) {
+  REQUIRE_CUDA_DEVICE();
+  for_each_training_case(staged_config, [](const SeedLayerConfig& c) {
+    auto p = staged_pair(c);
+    set_mixed_settings(p);
+    const int batch = 90;
+    std::vector<float> out_cpu(static_cast<std::size_t>(batch * c.out_features)), out_gpu(out_cpu.size());
+    for (int step = 0; step < 4; ++step) {
+      const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 80u + static_cast<unsigned>(step));
+      const auto g = random_vector(out_cpu.size(), 90u + static_cast<unsigned>(step));
+      p.cpu->forward(x, out_cpu);
+      p.gpu->forward(x, out_gpu);
+      EXPECT_LE(normwise_error(out_gpu, out_cpu), kTolerance) << "step " << step;
+      p.cpu->backward(g, {});
+      p.gpu->backward(g, {});
+      expect_tails_zero(*p.gpu, "step " + std::to_string(step));
+      expect_gradients_and_step_near(p, kTolerance, step);
+    }
+    const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 99);
+    p.gpu->forward(x, out_gpu);
+    p.gpu->backward(random_vector(out_gpu.size(), 98), {});
+    for (auto t : {Tensor::SeedA, Tensor::SeedB}) {
+      const auto buffer = p.gpu->gradient_buffer(t);
+      const std::vector<float> junk(buffer.size(), 1.0f);
+      ASSERT_EQ(cudaMemcpy(buffer.data(), junk.data(), buffer.size_bytes(), cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    p.gpu->step();
+    for (auto t : {Tensor::SeedA, Tensor::SeedB}) expect_tail_zero(*p.gpu, t, read(*p.gpu, t), true, "after junk");
   });
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 
 #include "kernels/cuda/cuda_seed_layer.hpp"
 #include "tests/kernels/test_support.hpp"
@@ -97,11 +98,51 @@ TEST(CudaSeedLayer, GradientsAndOptimizerStepsMatchTheCpuReference) {
   });
 }
 
+TEST(CudaSeedLayer, SeedSettingsMaskAndDigestLikeTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  for (auto blueprint : {Blueprint::LowRank, Blueprint::BottleneckMlp}) {
+    auto p = make_pair(gpu_config(blueprint, true));
+    expect_settings_like_cpu(p);
+  }
+}
+
+// Seeds of every rank and three learning rates train like the CPU reference's; their tails stay 0.
+TEST(CudaSeedLayer, SeedSettingsTrainLikeTheCpuReference) {
+  REQUIRE_CUDA_DEVICE();
+  for_each_training_case(gpu_config, [](const SeedLayerConfig& c) {
+    auto p = make_pair(c);
+    set_mixed_settings(p);
+    const int batch = 130;
+    const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 21);
+    DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
+    std::vector<float> out(dout.size()), gx(x.size());
+    for (int step = 0; step < 4; ++step) {
+      const auto g = random_vector(out.size(), 40u + static_cast<unsigned>(step));
+      DeviceFloats dg(g);
+      p.cpu->forward(x, out);
+      p.gpu->forward(dx.span(), dout.span());
+      EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
+      p.cpu->backward(g, gx);
+      p.gpu->backward(dg.span(), dgx.span());
+      EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
+      expect_tails_zero(*p.gpu, "step " + std::to_string(step));
+      expect_gradients_and_step_near(p, kTolerance, step);
+      expect_tails_zero(*p.gpu, "after step " + std::to_string(step));
+    }
+    p.cpu->reset_seed(2);
+    p.gpu->reset_seed(2);
+    EXPECT_EQ(p.gpu->seed_settings(2), p.gpu->default_seed_settings());
+  });
+}
+
 TEST(CudaSeedLayer, CheckedCallsThrowWithContext) {
   REQUIRE_CUDA_DEVICE();
   auto gpu = std::move(make_seed_layer(Backend::Cuda, gpu_config(Blueprint::LowRank, false))).value();
   std::vector<float> wrong(3);
   EXPECT_THROW(gpu->write(Tensor::BaseBias, wrong), Error);
+  EXPECT_THROW(gpu->set_seed_settings(0, {5, 1e-3f}), Error);
+  EXPECT_THROW(gpu->set_seed_settings(0, {2, -1e-3f}), Error);
+  EXPECT_EQ(gpu->seed_settings(0), gpu->default_seed_settings());
 }
 
 }  // namespace

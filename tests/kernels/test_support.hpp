@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -215,6 +216,82 @@ inline void expect_gradients_and_step_near(LayerPair& p, double tolerance, int s
     EXPECT_LE(normwise_error(read(*p.gpu, t), read(*p.cpu, t)), tolerance)
         << "tensor " << static_cast<int>(t) << " after step " << step;
   }
+}
+
+// ---- Seed settings, shared by the CPU and CUDA comparisons ----
+
+// Chunk i of both layers at rank (i mod r) + 1 (every rank present once C ≥ r) with learning rate
+// (1 + i mod 3)·lr: seeds of one layer that train at different ranks and rates.
+inline void set_mixed_settings(LayerPair& p) {
+  const auto& c = p.cpu->config();
+  for (int i = 0; i < c.chunks; ++i) {
+    const SeedSettings s{i % c.rank + 1, static_cast<float>(1 + i % 3) * c.optimizer.learning_rate};
+    p.cpu->set_seed_settings(i, s);
+    p.gpu->set_seed_settings(i, s);
+  }
+}
+
+// The tail of `values` (a SeedA- or SeedB-shaped tensor or gradient of `layer`): A_c rows and B_c
+// columns at or beyond the seed's rank. Parameters must be +0 bit for bit; gradients 0 of any sign.
+inline void expect_tail_zero(const SeedLayer& layer, Tensor t, const std::vector<float>& values, bool exact_bits,
+                             const std::string& what) {
+  const auto& c = layer.config();
+  const auto at = [](int i) { return static_cast<std::size_t>(i); };
+  for (int chunk = 0; chunk < c.chunks; ++chunk) {
+    const int rank = layer.seed_settings(chunk).rank;
+    std::vector<std::size_t> tail;
+    if (t == Tensor::SeedA) {
+      const int begin = (chunk * c.rank + rank) * c.in_features, end = (chunk + 1) * c.rank * c.in_features;
+      for (int i = begin; i < end; ++i) tail.push_back(at(i));
+    } else {
+      for (int j = layer.partition().begin(chunk); j < layer.partition().end(chunk); ++j) {
+        for (int k = rank; k < c.rank; ++k) tail.push_back(at(j * c.rank + k));
+      }
+    }
+    for (const std::size_t i : tail) {
+      const float v = values[i];
+      std::uint32_t bits = 0;
+      std::memcpy(&bits, &v, sizeof bits);
+      ASSERT_TRUE(exact_bits ? bits == 0u : v == 0.0f) << what << ": chunk " << chunk << " element " << i << " = " << v;
+    }
+  }
+}
+
+// Parameters and the last gradients of both seed tensors have their tails at 0.
+inline void expect_tails_zero(const SeedLayer& layer, const std::string& what) {
+  for (auto t : {Tensor::SeedA, Tensor::SeedB}) {
+    expect_tail_zero(layer, t, read(layer, t), true, what + (t == Tensor::SeedA ? " A" : " B"));
+    expect_tail_zero(layer, t, read_gradient(layer, t), false, what + (t == Tensor::SeedA ? " dA" : " dB"));
+  }
+}
+
+// On a fresh pair: settings, masked tails and redrawn rows give the CPU's parameters and digest
+// exactly; so do a masked write, raising a rank back and reset_seed.
+inline void expect_settings_like_cpu(LayerPair& p) {
+  set_mixed_settings(p);
+  for (int i = 0; i < p.cpu->config().chunks; ++i) EXPECT_EQ(p.gpu->seed_settings(i), p.cpu->seed_settings(i));
+  for (auto t : {Tensor::SeedA, Tensor::SeedB}) EXPECT_EQ(read(*p.gpu, t), read(*p.cpu, t)) << static_cast<int>(t);
+  expect_tails_zero(*p.gpu, "after set_seed_settings");
+  EXPECT_EQ(p.gpu->digest(), p.cpu->digest()) << "after set_seed_settings";
+
+  const auto b = random_vector(tensor_size(p.cpu->config(), Tensor::SeedB), 77, 0.5f);
+  p.cpu->write(Tensor::SeedB, b);
+  p.gpu->write(Tensor::SeedB, b);
+  EXPECT_EQ(read(*p.gpu, Tensor::SeedB), read(*p.cpu, Tensor::SeedB)) << "a write is masked";
+  EXPECT_EQ(p.gpu->digest(), p.cpu->digest()) << "after a masked write";
+
+  const SeedSettings full = p.cpu->default_seed_settings();
+  p.cpu->set_seed_settings(0, full);  // chunk 0 was at rank 1: rows 1.. are redrawn
+  p.gpu->set_seed_settings(0, full);
+  EXPECT_EQ(read(*p.gpu, Tensor::SeedA), read(*p.cpu, Tensor::SeedA)) << "raising a rank";
+  EXPECT_EQ(p.gpu->digest(), p.cpu->digest()) << "after raising a rank";
+
+  p.cpu->reset_seed(1);
+  p.gpu->reset_seed(1);
+  EXPECT_EQ(p.gpu->seed_settings(1), full);
+  EXPECT_EQ(p.gpu->digest(), p.cpu->digest()) << "after reset_seed";
+  p.cpu->set_seed_settings(1, {1, full.learning_rate});  // back to mixed for training
+  p.gpu->set_seed_settings(1, {1, full.learning_rate});
 }
 
 }  // namespace esper::kernels::testing
