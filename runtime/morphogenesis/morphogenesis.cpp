@@ -307,6 +307,14 @@ lifecycle::TransitionReport Driver::transition(const lifecycle::Selection& selec
   return report;
 }
 
+void Driver::set_seed_settings(std::uint32_t seed, const kernels::SeedSettings& settings) {
+  if (seed >= population_.size()) {
+    throw Error("set_seed_settings: seed " + std::to_string(seed) + " is not in a population of " +
+                std::to_string(population_.size()));
+  }
+  layer_->set_seed_settings(static_cast<int>(seed), settings);
+}
+
 bool Driver::try_transition(std::uint32_t id, State to, const char* reason, std::uint32_t& rejected) {
   const auto report = population_.transition(lifecycle::Selection::ids({id}), to, reason, false, metrics_);
   const auto& outcome = report.outcomes.at(0);

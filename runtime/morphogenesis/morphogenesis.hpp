@@ -157,6 +157,12 @@ class Driver {
   lifecycle::TransitionReport transition(const lifecycle::Selection& selection, lifecycle::State to,
                                          const std::string& reason, bool force);
 
+  // A SetBlueprint on seed `seed`: forwards to the layer (kernels::SeedLayer::set_seed_settings, which
+  // throws esper::Error on a bad value). The rank program applies it to DORMANT seeds only, at a step
+  // boundary on every replica; the reset to DORMANT (transition() or the schedule) restores the
+  // defaults through reset_seed.
+  void set_seed_settings(std::uint32_t seed, const kernels::SeedSettings& settings);
+
   StepReport step();
   // Steps until config().steps; calls `progress` after each step when given.
   template <class F>
