@@ -219,7 +219,7 @@ EventT checkpoint(std::uint64_t step, std::string path, std::uint64_t digest, st
 
 HeartbeatT heartbeat(std::uint64_t step, std::uint32_t interval_ms, std::uint64_t uptime_ns,
                      std::uint32_t pending_commands, std::uint64_t telemetry_dropped, std::vector<std::uint32_t> layers,
-                     std::string command_endpoint) {
+                     std::string command_endpoint, std::int32_t world_size) {
   HeartbeatT h;
   h.step = step;
   h.interval_ms = interval_ms;
@@ -228,6 +228,7 @@ HeartbeatT heartbeat(std::uint64_t step, std::uint32_t interval_ms, std::uint64_
   h.telemetry_dropped = telemetry_dropped;
   h.layers = std::move(layers);
   h.command_endpoint = std::move(command_endpoint);
+  h.world_size = world_size;
   return h;
 }
 

@@ -79,7 +79,8 @@ struct DecisionFields {
 // --- liveness and state
 [[nodiscard]] HeartbeatT heartbeat(std::uint64_t step, std::uint32_t interval_ms, std::uint64_t uptime_ns,
                                    std::uint32_t pending_commands, std::uint64_t telemetry_dropped,
-                                   std::vector<std::uint32_t> layers, std::string command_endpoint = {});
+                                   std::vector<std::uint32_t> layers, std::string command_endpoint = {},
+                                   std::int32_t world_size = 0);
 [[nodiscard]] LayerStateT layer_state(std::uint32_t layer, std::int32_t rank, std::uint64_t step,
                                       std::vector<SeedStatus> seeds);
 [[nodiscard]] StateSnapshotT state_snapshot(std::uint64_t snapshot_sequence, std::vector<LayerStateT> layers,

@@ -27,7 +27,8 @@
 namespace esper::wire {
 
 inline constexpr std::uint16_t kSchemaMajor = 1;
-inline constexpr std::uint16_t kSchemaMinor = 2;  // 1.1: the Decision event; 1.2: direct command routes
+// 1.1: the Decision event; 1.2: direct command routes; 1.3: Heartbeat.world_size
+inline constexpr std::uint16_t kSchemaMinor = 3;
 inline constexpr const char* kFileIdentifier = "ESPR";
 
 struct DecodeLimits {

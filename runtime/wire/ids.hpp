@@ -2,7 +2,9 @@
 //
 // A msg_id is (sender, seq). The 64-bit sender id is drawn once per process: role in the top 8 bits,
 // rank (24 bits, all ones for "no rank") below it, and 32 random bits so that a restarted process
-// never reuses its predecessor's ids. seq starts at 1 and counts up; 0 means "no id".
+// never reuses its predecessor's ids. seq starts at 1 and counts up; 0 means "no id". A generator
+// can therefore never produce seq 0 (its 64 bits do not wrap in any real run), while a sender of 0
+// is possible (role UNKNOWN, rank 0, a zero nonce): an id is valid when its seq is not 0.
 #pragma once
 
 #include <atomic>
@@ -29,6 +31,8 @@ class MsgIdGenerator {
 };
 
 [[nodiscard]] inline bool is_set(const MsgId& id) noexcept { return id.sender() != 0 || id.seq() != 0; }
+// What a MsgIdGenerator can produce: present, with seq > 0. A command must carry such an id.
+[[nodiscard]] inline bool is_valid(const MsgId* id) noexcept { return id != nullptr && id->seq() != 0; }
 
 // Lamport clock: tick() before sending and stamp the result; observe() every received stamp.
 // Thread-safe; after observe(r) the clock is greater than r and than every earlier value.

@@ -128,9 +128,11 @@ TEST_P(RoundTrip, EveryEventKind) {
 }
 
 TEST_P(RoundTrip, HeartbeatAndSnapshot) {
-  const auto hb = heartbeat(42, 100, 5'000'000'000, 3, 17, {0, 1}, "ipc:///tmp/esper-job.rank3-1");
+  const auto hb = heartbeat(42, 100, 5'000'000'000, 3, 17, {0, 1}, "ipc:///tmp/esper-job.rank3-1", 8);
   EXPECT_EQ(round_trip(hb), hb);
   EXPECT_EQ(round_trip(hb).command_endpoint, "ipc:///tmp/esper-job.rank3-1");
+  EXPECT_EQ(round_trip(hb).world_size, 8);
+  EXPECT_EQ(round_trip(heartbeat(1, 100, 2, 3, 4, {5})).world_size, 0) << "0: unknown, the default";
   const auto snap = state_snapshot(
       900, {layer_state(0, 1, 42, {SeedStatus(0, SeedState::TRAINING, SeedState::GERMINATED, 0, 12, 0, 0.0f),
                                    SeedStatus(1, SeedState::GRAFTING, SeedState::TRAINING, 0, 3, 1, 0.25f)})},

@@ -40,6 +40,23 @@ TEST(MsgIds, SenderCarriesRoleRankAndANonce) {
   EXPECT_TRUE(is_set(MsgIdGenerator(1).next()));
 }
 
+// Valid is what a generator can produce: present, seq > 0 — even with a sender of 0.
+TEST(MsgIds, ValidMeansPresentWithANonZeroSeq) {
+  const MsgId zero{};
+  const MsgId no_seq(7, 0);
+  EXPECT_FALSE(is_valid(nullptr));
+  EXPECT_FALSE(is_valid(&zero));
+  EXPECT_FALSE(is_valid(&no_seq));
+  MsgIdGenerator gen(0);
+  const auto first = gen.next();
+  EXPECT_TRUE(is_valid(&first)) << "a sender of 0 is possible (role UNKNOWN, rank 0, nonce 0)";
+  MsgIdGenerator tool(Role::TOOL, -1);
+  for (int i = 0; i < 1000; ++i) {
+    const auto id = tool.next();
+    ASSERT_TRUE(is_valid(&id));
+  }
+}
+
 TEST(LamportClock, TickIncreasesAndObserveJumpsPastRemote) {
   LamportClock c;
   EXPECT_EQ(c.tick(), 1u);

@@ -137,7 +137,7 @@ class RandomMessages {
     }
   }
 
-  HeartbeatT heartbeat() { return wire::heartbeat(u64(), u32(), u64(), u32(), u64(), u32s()); }
+  HeartbeatT heartbeat() { return wire::heartbeat(u64(), u32(), u64(), u32(), u64(), u32s(), text(), i32()); }
 
   StateSnapshotT snapshot() {
     std::vector<LayerStateT> layers;
