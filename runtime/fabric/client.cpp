@@ -18,6 +18,10 @@ Client::Client(zmq::context_t& ctx, const std::string& broker, ClientOptions opt
       encoder_(wire::SourceInfo{-1, wire::Role::CONTROLLER, options_.job_id, "", 0}, options_.encode),
       decoder_(options_.limits),
       ids_(wire::Role::CONTROLLER, -1) {
+  if (options_.result_grace.count() < 0) {
+    throw Error("ClientOptions::result_grace must not be negative, got " + std::to_string(options_.result_grace.count()) +
+                " ms");
+  }
   dealer_.set(zmq::sockopt::linger, 0);
   dealer_.set(zmq::sockopt::sndhwm, options_.sndhwm);
   dealer_.set(zmq::sockopt::rcvhwm, options_.sndhwm);
@@ -61,6 +65,7 @@ Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wir
   p.frame.assign(f.begin(), f.end());
   p.start = now;
   p.deadline = now + std::chrono::milliseconds(command.timeout_ms);
+  p.give_up = p.deadline + options_.result_grace;
   p.backoff = options_.retry.first;
   p.next_retry = now + jittered(p.backoff);
   p.target = target;
@@ -419,30 +424,37 @@ void Client::complete_if_done(const Key& k, Pending& p, std::vector<CommandOutco
 
 void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& done) {
   std::vector<Key> finished;
-  bool retried_direct = false;
+  bool ask_routes = false;
   for (auto& [k, p] : pending_) {
-    const bool exhausted = p.attempts >= options_.retry.max_attempts && now >= p.next_retry;
-    if (now < p.deadline && !exhausted) {
-      if (now >= p.next_retry && resend(p)) {
-        retried_direct = retried_direct || p.direct;
-        ++p.attempts;
-        p.backoff = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(p.backoff * options_.retry.multiplier),
-                             options_.retry.max);
-        p.next_retry = now + jittered(p.backoff);
-      }
+    if (now < p.deadline) {
+      if (now < p.next_retry) continue;
+      // Past max_attempts nothing is sent, but a direct command still asks for the route table on
+      // the same schedule: a missed update must not leave it waiting on a lost rank.
+      const bool send = p.attempts < options_.retry.max_attempts;
+      if (send && !resend(p)) continue;  // would block: again at the next check
+      if (send) ++p.attempts;
+      ask_routes = ask_routes || p.direct;
+      p.backoff = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(p.backoff * options_.retry.multiplier),
+                           options_.retry.max);
+      p.next_retry = now + jittered(p.backoff);
       continue;
     }
-    const auto why = exhausted && now < p.deadline ? wire::FailureReason::RETRIES_EXHAUSTED : wire::FailureReason::TIMEOUT;
+    // Past the deadline a rank no longer applies it, but a result decided just before may still
+    // be on its way.
+    if (now < p.give_up) continue;
     const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.start).count();
     const std::string detail = "no answer after " + std::to_string(p.attempts) + " attempt(s) over " +
-                               std::to_string(waited) + " ms";
+                               std::to_string(waited) + " ms (timeout " +
+                               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - p.start).count()) +
+                               " ms + result grace " + std::to_string(options_.result_grace.count()) + " ms)";
     if (!p.dispatched && p.targets.empty()) {
       const bool one_rank = p.target.kind() == wire::TargetKind::RANK;
-      p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1, why, detail + "; the broker never acknowledged it"));
+      p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1, wire::FailureReason::TIMEOUT,
+                                   detail + "; the broker never acknowledged it"));
     }
     for (const auto rank : p.targets) {
       if (!p.has_outcome(rank)) {
-        p.outcomes.push_back(failure(p, rank, why, detail));
+        p.outcomes.push_back(failure(p, rank, wire::FailureReason::TIMEOUT, detail));
       }
     }
     bump(counters_.commands_failed);
@@ -455,7 +467,7 @@ void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& do
   }
   // A direct command without an answer: ask for the table again, in case a change was missed (or
   // a restarted broker forgot this client's subscription).
-  if (retried_direct) (void)send_frame(frame::kRoutes, {});
+  if (ask_routes) (void)send_frame(frame::kRoutes, {});
 }
 
 }  // namespace esper::fabric

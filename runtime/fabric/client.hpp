@@ -1,11 +1,14 @@
 // The controller side of the command path (DESIGN.md §3): send a command, get exactly one terminal
-// outcome per target rank — its CommandResult, or a failure with the reason (timeout, retries
-// exhausted, rank lost, rejected because no rank matches the target).
+// outcome per target rank — its CommandResult, or a failure with the reason (timeout, rank lost,
+// rejected because no rank matches the target).
 //
 // Delivery is at-least-once: a command without all its results is re-sent with the same msg_id
 // after a backoff (exponential, with jitter), and ranks deduplicate by msg_id, so it is applied
-// once. The client is single-threaded: send() never blocks (would-block and a full pending table
-// are expected outcomes, returned as values) and poll() pumps the sockets and the timers.
+// once. One deadline: a rank applies a command only until its timeout_ms has passed since the
+// send, so the client re-sends until then and reports a target that never answered only at
+// timeout_ms + result_grace — never while that rank may still apply it. The client is
+// single-threaded: send() never blocks (would-block and a full pending table are expected
+// outcomes, returned as values) and poll() pumps the sockets and the timers.
 //
 // Two paths: by default the client asks the broker for its route table (the live ranks, their
 // layers and direct command endpoints, pushed again on every change) and sends a command straight
@@ -38,12 +41,14 @@
 
 namespace esper::fabric {
 
+// When a command without all its results is sent again. Re-sends stop at the command's deadline
+// (timeout_ms after the first send); the outcome is not decided by the retries (see result_grace).
 struct RetryPolicy {
   std::chrono::milliseconds first{250};
   std::chrono::milliseconds max{2000};
   double multiplier = 2.0;
   double jitter = 0.2;          // each wait is scaled by a uniform factor in [1 - jitter, 1 + jitter]
-  std::uint32_t max_attempts = 5;
+  std::uint32_t max_attempts = 5;  // sends at most, the first included; then the client waits silently
 };
 
 struct ClientOptions {
@@ -57,6 +62,10 @@ struct ClientOptions {
   // A direct path costs a connection (and file descriptors) per rank: past this many ranks in the
   // table, every command goes through the broker instead.
   std::size_t max_direct_ranks = 512;
+  // A target that has not answered is reported TIMEOUT at the command's timeout_ms + this, not
+  // before: a rank may decide to apply the command up to its deadline, and this covers the
+  // result's way back (and the handler's run) after that decision.
+  std::chrono::milliseconds result_grace{500};
 };
 
 // The terminal outcome at one target rank.
@@ -126,7 +135,10 @@ class Client {
   using Key = MsgIdKey;
   struct Pending {
     std::vector<std::uint8_t> frame;       // for re-sends
-    Clock::time_point start, deadline, next_retry;
+    Clock::time_point start;
+    Clock::time_point deadline;  // start + timeout_ms: the ranks apply it no later; no re-send after
+    Clock::time_point give_up;   // deadline + result_grace: a target still silent then fails TIMEOUT
+    Clock::time_point next_retry;
     std::chrono::milliseconds backoff;
     std::uint32_t attempts = 1;
     bool dispatched = false;

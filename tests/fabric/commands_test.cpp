@@ -172,24 +172,61 @@ TEST_P(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   EXPECT_EQ(node.queued_commands(), 0u) << "nothing waits for poll_commands()";
 }
 
+// One deadline: the client re-sends at most max_attempts times, then waits silently; it reports a
+// target that never answered only at timeout_ms + result_grace, when the rank no longer applies it.
 TEST_P(Commands, UnansweredCommandEndsWithTimeoutAndIsNotAppliedLater) {
   Node node(ctx_, broker_.endpoints().cmd, node_options(0));  // nobody polls its commands
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   ClientOptions co;
-  co.retry.first = 50ms;
+  co.retry.first = 20ms;
+  co.retry.max_attempts = 3;
+  co.result_grace = 150ms;
   Client client(ctx_, broker_.endpoints().cmd, client_options(path(), co));
   ASSERT_TRUE(ready(client, path(), 1));
-  const auto out = client.call(wire::shutdown(wire::to_rank(0), "late", 0, wire::CommandOptions{200, -1}));
+  const auto out = client.call(wire::shutdown(wire::to_rank(0), "late", 0, wire::CommandOptions{300, -1}));
   ASSERT_EQ(out.targets.size(), 1u);
-  EXPECT_FALSE(out.targets[0].has_result);
-  EXPECT_TRUE(out.targets[0].failure == wire::FailureReason::TIMEOUT ||
-              out.targets[0].failure == wire::FailureReason::RETRIES_EXHAUSTED);
+  const auto& t = out.targets[0];
+  EXPECT_FALSE(t.has_result);
+  EXPECT_EQ(t.failure, wire::FailureReason::TIMEOUT) << t.detail;
+  EXPECT_GE(t.latency, 300ms + 150ms) << "reported before the rank's deadline plus the result's grace";
+  EXPECT_EQ(t.attempts, 3u) << "max_attempts caps the sends";
+  EXPECT_EQ(client.counters().commands_retried, 2u);
+  EXPECT_EQ(node.counters().commands_deduplicated, 2u) << "every copy reached the rank";
   int applied = 0;
   node.poll_commands([&](const IncomingCommand&) {
     ++applied;
     return wire::command_result(wire::Status::OK, 0);
   });
   EXPECT_EQ(applied, 0) << "a command past its timeout is answered TIMEOUT, not applied";
+}
+
+// A rank that takes its commands late — here 6.5 s after the send, past the old retry schedule's
+// give-up at about 5.75 s — but within timeout_ms applies the command, and its client gets that
+// result: no failure comes first.
+TEST_P(Commands, ALateAnswerWithinTheTimeoutIsTheOutcomeNotAFailure) {
+  Node node(ctx_, broker_.endpoints().cmd, node_options(0));  // its application thread comes late
+  ASSERT_TRUE(wait_for_ranks(broker_, 1));
+  Client client(ctx_, broker_.endpoints().cmd, client_options(path()));  // the default retry policy
+  ASSERT_TRUE(ready(client, path(), 1));
+  const auto sent = std::chrono::steady_clock::now();
+  const auto id = client.send(wire::shutdown(wire::to_rank(0), "late", 0, wire::CommandOptions{20'000, -1}));
+  ASSERT_TRUE(id);
+  while (std::chrono::steady_clock::now() - sent < 6500ms) {
+    const auto early = client.poll(20ms);
+    ASSERT_TRUE(early.empty()) << "an outcome before the rank answered: "
+                               << (early[0].targets.empty() ? std::string("none") : early[0].targets[0].detail);
+  }
+  ASSERT_EQ(node.poll_commands([](const IncomingCommand&) { return wire::command_result(wire::Status::OK, 0); }), 1u);
+  std::vector<CommandOutcome> done;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (done.empty() && std::chrono::steady_clock::now() < until) done = client.poll(10ms);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id.seq(), id->seq());
+  ASSERT_EQ(done[0].targets.size(), 1u);
+  ASSERT_TRUE(done[0].targets[0].has_result) << done[0].targets[0].detail;
+  EXPECT_EQ(done[0].targets[0].result.status, wire::Status::OK);
+  EXPECT_EQ(done[0].targets[0].attempts, 5u) << "every allowed send was spent, then the client waited";
+  EXPECT_EQ(node.counters().commands_applied, 1u);
 }
 
 TEST_P(Commands, FullPendingTableIsAnExpectedOutcome) {
