@@ -1,5 +1,7 @@
 #include "fabric/broker.hpp"
 
+#include <unistd.h>
+
 #include <array>
 #include <map>
 #include <set>
@@ -19,6 +21,7 @@ using wire::MsgId;
 
 struct Rank {
   std::string routing_id;
+  std::string host;
   std::vector<std::uint32_t> layers;
   std::string endpoint;  // direct command endpoint, connectable; empty: through the broker only
   std::chrono::milliseconds interval{1000};
@@ -30,7 +33,15 @@ struct PendingCommand {
   std::string client;
   std::vector<std::int32_t> owed;  // targets that have not answered
   Clock::time_point expires;
+  // What the command is, so that another command reusing its msg_id is not taken for a retry.
+  wire::CommandBody kind = wire::CommandBody::NONE;
+  wire::CommandTarget target;
+  std::uint32_t attempts = 1;      // copies received from the client
 };
+
+wire::CommandTarget target_of(const wire::Command& c) {
+  return c.target() ? *c.target() : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);
+}
 
 }  // namespace
 
@@ -41,7 +52,7 @@ struct Broker::Impl {
         xpub(ctx, zmq::socket_type::xpub),
         router(ctx, zmq::socket_type::router),
         decoder(b.options_.limits),
-        encoder(wire::SourceInfo{-1, wire::Role::BROKER, "", "", 0}),
+        encoder(wire::SourceInfo{-1, wire::Role::BROKER, "", this_host(), static_cast<std::uint32_t>(::getpid())}),
         ids(wire::Role::BROKER, -1) {}
 
   Broker& self;
@@ -65,9 +76,15 @@ struct Broker::Impl {
   void on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame);
   void on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
   void on_result(const zmq::message_t& frame, const wire::Message& m);
+  // Tells the client why a command goes nowhere ('D' with no target) or where it goes.
+  void dispatch(const std::string& client, const MsgId& id, DispatchReason reason, const std::vector<std::int32_t>& targets,
+                const std::string& why);
+  // Declares a live rank lost: counted, recorded, a new route table, and what it owes fails.
+  void lose(std::int32_t rank, Rank& r, const std::string& why, bool self_reported);
+  void record_lost(std::int32_t rank, const std::string& host, const std::string& why, bool self_reported);
   void publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank);
   void publish_own_event(const wire::EventT& e);
-  void fail(const MsgId& command, const std::string& client, std::int32_t rank, wire::FailureReason reason,
+  void fail(const MsgId& command, const PendingCommand& p, std::int32_t rank, wire::FailureReason reason,
             const std::string& detail);
   std::chrono::milliseconds next_wait(Clock::time_point now) const;
   void check_liveness(Clock::time_point now);
@@ -126,6 +143,11 @@ void Broker::remove_socket_files() const noexcept {
 std::vector<std::int32_t> Broker::live_ranks() const {
   std::lock_guard lock(ranks_mu_);
   return live_ranks_;
+}
+
+std::vector<LostRank> Broker::lost() const {
+  std::lock_guard lock(ranks_mu_);
+  return lost_;
 }
 
 void Broker::Impl::run() {
@@ -321,6 +343,12 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   const auto* src = m.envelope().source();
   const auto* hb = m.body<wire::Heartbeat>();
   if (src == nullptr || src->rank() < 0) return;
+  const std::int32_t world = hb->world_size();
+  if (world < 0 || (world > 0 && src->rank() >= world)) {
+    reject("broker cmd", "heartbeat of rank " + std::to_string(src->rank()) + " announces world size " +
+                             std::to_string(world) + ", which does not hold it (0 = unknown)", frame);
+    return;
+  }
   auto& r = ranks[src->rank()];
   std::vector<std::uint32_t> layers;
   if (hb->layers() != nullptr) layers.assign(hb->layers()->begin(), hb->layers()->end());
@@ -332,10 +360,11 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   r.last_seen = Clock::now();
   r.layers = std::move(layers);
   r.endpoint = std::move(endpoint);
+  r.host = src->host() ? src->host()->str() : "";
   if (!r.alive) {
     r.alive = true;
     publish_live_ranks();
-    publish_own_event(wire::rank_joined(src->rank(), -1, src->host() ? src->host()->str() : "", src->pid(), r.layers));
+    publish_own_event(wire::rank_joined(src->rank(), world, r.host, src->pid(), r.layers));
   }
   if (changed) routes_changed();
 }
@@ -371,14 +400,52 @@ void Broker::Impl::routes_changed() {
   for (const auto& c : subscribers) send_routes(c, table);
 }
 
+void Broker::Impl::dispatch(const std::string& client, const MsgId& id, DispatchReason reason,
+                            const std::vector<std::int32_t>& targets, const std::string& why) {
+  std::vector<std::uint8_t> d(16 + 1 + 4 * targets.size());
+  const std::uint64_t sender = id.sender(), seq = id.seq();
+  std::memcpy(d.data(), &sender, 8);
+  std::memcpy(d.data() + 8, &seq, 8);
+  d[16] = static_cast<std::uint8_t>(reason);
+  if (!targets.empty()) std::memcpy(d.data() + 17, targets.data(), 4 * targets.size());
+  std::array<zmq::message_t, 2> frames{zmq::message_t(d.data(), d.size()), zmq::message_t(why)};
+  send_to(client, frame::kDispatch, frames);
+}
+
 void Broker::Impl::on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
   const auto* cmd = m.body<wire::Command>();
+  // Pending commands are keyed by msg_id: one that no generator produces is not forwarded.
+  if (!wire::is_valid(m.envelope().msg_id())) {
+    const std::string why = "the command's msg_id is missing or has seq 0, which no msg_id generator produces";
+    bump(self.counters_.commands_invalid_id);
+    self.rejects_.add("broker cmd", why, bytes(frame));
+    dispatch(from, m.envelope().msg_id() ? *m.envelope().msg_id() : MsgId(), DispatchReason::InvalidId, {}, why);
+    return;
+  }
   const MsgId id = *m.envelope().msg_id();
+  const auto* t = cmd->target();
+  const auto kind = t ? t->kind() : wire::TargetKind::ALL;
+  // A retry (same msg_id) goes only to the targets that still owe a result; another command under
+  // a pending msg_id is refused rather than taken for one.
+  auto it = pending.find(key_of(id));
+  const bool retry = it != pending.end();
+  if (retry) {
+    const auto& first = it->second.target;
+    const auto target = target_of(*cmd);
+    if (it->second.kind != cmd->body_type() || first.kind() != target.kind() || first.rank() != target.rank() ||
+        first.layer() != target.layer()) {
+      const std::string why = "msg_id reused for a different command (the first with this id was " +
+                              std::string(wire::EnumNameCommandBody(it->second.kind)) + " to " +
+                              wire::EnumNameTargetKind(first.kind()) + ")";
+      bump(self.counters_.commands_id_reused);
+      self.rejects_.add("broker cmd", why, bytes(frame));
+      dispatch(from, id, DispatchReason::IdReused, {}, why);
+      return;
+    }
+  }
   std::vector<std::int32_t> targets;
   DispatchReason reason = DispatchReason::Ok;
   std::string why;
-  const auto* t = cmd->target();
-  const auto kind = t ? t->kind() : wire::TargetKind::ALL;
   for (const auto& [rank, r] : ranks) {
     if (r.alive && targets_rank(t, rank, r.layers)) targets.push_back(rank);
   }
@@ -394,23 +461,14 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
       why = "no rank is connected";
     }
   }
-  // A retry (same msg_id) goes only to the targets that still owe a result.
-  auto it = pending.find(key_of(id));
-  const bool retry = it != pending.end();
   if (!retry && !targets.empty()) {
-    it = pending.emplace(key_of(id), PendingCommand{from, targets, {}}).first;
+    it = pending.emplace(key_of(id), PendingCommand{from, targets, {}, cmd->body_type(), target_of(*cmd), 1}).first;
   }
-  std::vector<std::uint8_t> d(16 + 1 + 4 * targets.size());
-  const std::uint64_t sender = id.sender(), seq = id.seq();
-  std::memcpy(d.data(), &sender, 8);
-  std::memcpy(d.data() + 8, &seq, 8);
-  d[16] = static_cast<std::uint8_t>(reason);
-  if (!targets.empty()) std::memcpy(d.data() + 17, targets.data(), 4 * targets.size());
-  std::array<zmq::message_t, 2> dispatch{zmq::message_t(d.data(), d.size()), zmq::message_t(why)};
-  send_to(from, frame::kDispatch, dispatch);
+  dispatch(from, id, reason, targets, why);
   if (targets.empty()) return;
   it->second.client = from;
   it->second.expires = Clock::now() + std::chrono::milliseconds(cmd->timeout_ms()) + std::chrono::seconds(1);
+  if (retry) ++it->second.attempts;
   const auto owed = it->second.owed;
   for (const auto rank : owed) {
     std::array<zmq::message_t, 1> body{zmq::message_t(frame.data(), frame.size())};
@@ -461,15 +519,15 @@ void Broker::Impl::publish_own_event(const wire::EventT& e) {
   if (msg) publish_event(copy, *msg->body<wire::Event>(), -1);
 }
 
-void Broker::Impl::fail(const MsgId& command, const std::string& client, std::int32_t rank,
-                        wire::FailureReason reason, const std::string& detail) {
+void Broker::Impl::fail(const MsgId& command, const PendingCommand& p, std::int32_t rank, wire::FailureReason reason,
+                        const std::string& detail) {
   wire::Header h;
   h.msg_id = ids.next();
   h.correlation_id = command;
   h.timestamp_ns = wire::wall_clock_ns();
-  const auto f = encoder.encode(h, wire::command_failed(command, rank, reason, detail, 0, false));
+  const auto f = encoder.encode(h, wire::command_failed(command, rank, reason, detail, p.attempts, false));
   std::array<zmq::message_t, 1> body{zmq::message_t(f.data(), f.size())};
-  send_to(client, frame::kFailure, body);
+  send_to(p.client, frame::kFailure, body);
   bump(self.counters_.commands_failed);
 }
 
@@ -489,23 +547,35 @@ void Broker::Impl::check_liveness(Clock::time_point now) {
     if (!r.alive) continue;
     if (now <= lost_at(r)) continue;
     const auto silent = now - r.last_seen;
-    r.alive = false;
-    bump(self.counters_.ranks_lost);
     const auto silent_ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
     const std::string why = "rank " + std::to_string(rank) + " sent no heartbeat for " + std::to_string(silent_ms) +
                             " ms (interval " + std::to_string(r.interval.count()) + " ms)";
-    publish_live_ranks();
-    publish_own_event(wire::rank_lost(rank, 0, static_cast<std::uint32_t>(silent / r.interval), why));
-    routes_changed();  // clients fail what they sent it directly
-    for (auto it = pending.begin(); it != pending.end();) {
-      auto& owed = it->second.owed;
-      if (const auto pos = std::find(owed.begin(), owed.end(), rank); pos != owed.end()) {
-        owed.erase(pos);
-        fail(MsgId(it->first.sender, it->first.seq), it->second.client, rank, wire::FailureReason::RANK_LOST, why);
-      }
-      it = owed.empty() ? pending.erase(it) : std::next(it);
-    }
+    const auto last_ns = wire::wall_clock_ns() - static_cast<std::uint64_t>(
+                                                     std::chrono::duration_cast<std::chrono::nanoseconds>(silent).count());
+    publish_own_event(wire::rank_lost(rank, last_ns, static_cast<std::uint32_t>(silent / r.interval), why));
+    lose(rank, r, why, false);
   }
+}
+
+void Broker::Impl::lose(std::int32_t rank, Rank& r, const std::string& why, bool self_reported) {
+  r.alive = false;
+  bump(self.counters_.ranks_lost);
+  record_lost(rank, r.host, why, self_reported);
+  publish_live_ranks();
+  routes_changed();  // clients fail what they sent it directly
+  for (auto it = pending.begin(); it != pending.end();) {
+    auto& owed = it->second.owed;
+    if (const auto pos = std::find(owed.begin(), owed.end(), rank); pos != owed.end()) {
+      owed.erase(pos);
+      fail(MsgId(it->first.sender, it->first.seq), it->second, rank, wire::FailureReason::RANK_LOST, why);
+    }
+    it = owed.empty() ? pending.erase(it) : std::next(it);
+  }
+}
+
+void Broker::Impl::record_lost(std::int32_t rank, const std::string& host, const std::string& why, bool self_reported) {
+  std::lock_guard lock(self.ranks_mu_);
+  if (self.lost_.size() < Broker::kMaxLost) self.lost_.push_back(LostRank{rank, host, why, self_reported});
 }
 
 void Broker::Impl::sweep_expired(Clock::time_point now) {

@@ -41,6 +41,14 @@ struct BrokerOptions {
   wire::DecodeLimits limits{};
 };
 
+// A rank the broker declared lost, and why.
+struct LostRank {
+  std::int32_t rank = -1;
+  std::string host;            // as the rank announced it; empty if unknown
+  std::string reason;          // "rank 3 sent no heartbeat for 2600 ms ..."
+  bool self_reported = false;  // the rank's own failure notice, not missed heartbeats (none yet)
+};
+
 class Broker {
  public:
   // Binds every endpoint (throws esper::Error naming the endpoint on failure) and starts the thread.
@@ -58,6 +66,10 @@ class Broker {
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
   [[nodiscard]] std::vector<std::int32_t> live_ranks() const;
+  // The ranks declared lost so far, in order (the first kMaxLost). Thread-safe, for a watchdog
+  // beside the broker's thread.
+  [[nodiscard]] std::vector<LostRank> lost() const;
+  static constexpr std::size_t kMaxLost = 1024;
 
  private:
   struct Impl;
@@ -67,6 +79,7 @@ class Broker {
   RejectLog rejects_;
   mutable std::mutex ranks_mu_;
   std::vector<std::int32_t> live_ranks_;
+  std::vector<LostRank> lost_;  // guarded by ranks_mu_
   std::atomic<bool> stop_{false};
   std::unique_ptr<Impl> impl_;
   std::thread thread_;

@@ -15,6 +15,8 @@ CounterValues Counters::values() const noexcept {
   out.commands_deduplicated = v(commands_deduplicated);
   out.commands_applied = v(commands_applied);
   out.commands_failed = v(commands_failed);
+  out.commands_invalid_id = v(commands_invalid_id);
+  out.commands_id_reused = v(commands_id_reused);
   out.results_sent = v(results_sent);
   out.results_received = v(results_received);
   out.send_would_block = v(send_would_block);

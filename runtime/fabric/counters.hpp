@@ -23,6 +23,8 @@ struct CounterValues {
   std::uint64_t commands_deduplicated = 0;  // duplicates answered from the result cache
   std::uint64_t commands_applied = 0;
   std::uint64_t commands_failed = 0;       // terminal outcomes other than a result
+  std::uint64_t commands_invalid_id = 0;   // commands without a valid msg_id, rejected (see RejectLog)
+  std::uint64_t commands_id_reused = 0;    // a known msg_id on a different command, rejected (see RejectLog)
   std::uint64_t results_sent = 0;
   std::uint64_t results_received = 0;
   std::uint64_t send_would_block = 0;
@@ -40,7 +42,8 @@ struct CounterValues {
 class Counters {
  public:
   std::atomic<std::uint64_t> frames_received{0}, frames_sent{0}, frames_rejected{0}, commands_sent{0},
-      commands_retried{0}, commands_deduplicated{0}, commands_applied{0}, commands_failed{0}, results_sent{0},
+      commands_retried{0}, commands_deduplicated{0}, commands_applied{0}, commands_failed{0},
+      commands_invalid_id{0}, commands_id_reused{0}, results_sent{0},
       results_received{0}, send_would_block{0}, telemetry_batches{0}, telemetry_records{0},
       telemetry_batches_dropped{0}, telemetry_records_dropped{0}, events{0}, events_dropped{0}, event_gaps{0},
       heartbeats{0}, ranks_lost{0};

@@ -123,6 +123,12 @@ Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::c
   return {broker, connectable(info[1].to_string(), broker), connectable(info[2].to_string(), broker)};
 }
 
+std::string this_host() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return {};
+  return name;
+}
+
 void bind_or_throw(zmq::socket_t& s, const std::string& endpoint) {
   try {
     s.bind(endpoint);

@@ -48,8 +48,11 @@ inline constexpr char kPing = 'P';
 inline constexpr char kRoutes = 'T';
 }  // namespace frame
 
-// Why a dispatch has fewer targets than asked for.
-enum class DispatchReason : std::uint8_t { Ok = 0, NoSuchRank = 1, NoRankHoldsLayer = 2, NoRanks = 3 };
+// Why a dispatch has fewer targets than asked for. InvalidId: the command has no msg_id, or seq 0;
+// IdReused: its msg_id is pending for a different command. Both are rejected, not forwarded.
+enum class DispatchReason : std::uint8_t {
+  Ok = 0, NoSuchRank = 1, NoRankHoldsLayer = 2, NoRanks = 3, InvalidId = 4, IdReused = 5
+};
 
 struct Meta {
   std::uint64_t sequence = 0;
@@ -120,6 +123,9 @@ bool endpoint_on_this_host(const std::string& endpoint);
 // Removes the socket file of a bound ipc:// endpoint (libzmq leaves it behind on close); other
 // transports are left alone. For a socket's owner, when it stops.
 void remove_ipc_file(const std::string& endpoint) noexcept;
+
+// This host's name (gethostname), for Source.host where no name was given; empty if unknown.
+std::string this_host();
 
 // A msg_id as a hash-map key.
 struct MsgIdKey {

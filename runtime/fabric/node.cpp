@@ -3,8 +3,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/error.hpp"
 #include "wire/builders.hpp"
@@ -18,8 +21,14 @@ wire::SourceInfo source_of(const NodeOptions& o) {
   return {o.rank, wire::Role::RANK, o.job_id, o.host, static_cast<std::uint32_t>(::getpid())};
 }
 
-// The options with Compression resolved against the transport the broker is reached over.
+// The options checked, with Compression resolved against the transport the broker is reached
+// over and the host named.
 NodeOptions resolved(NodeOptions o, const std::string& broker) {
+  if (o.world_size < 0 || (o.world_size > 0 && (o.rank < 0 || o.rank >= o.world_size))) {
+    throw Error("NodeOptions::world_size " + std::to_string(o.world_size) + " does not hold rank " +
+                std::to_string(o.rank) + " (0 means unknown)");
+  }
+  if (o.host.empty()) o.host = this_host();
   auto& enabled = o.encode.compression.enabled;
   switch (o.compression) {
     case Compression::On: enabled = true; break;
@@ -172,6 +181,18 @@ void Node::receive_commands(zmq::socket_t& socket, bool direct) {
   }
 }
 
+namespace {
+
+wire::CommandTarget target_of(const wire::Command& c) {
+  return c.target() ? *c.target() : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);
+}
+
+bool same_target(const wire::CommandTarget& a, const wire::CommandTarget& b) {
+  return a.kind() == b.kind() && a.rank() == b.rank() && a.layer() == b.layer();
+}
+
+}  // namespace
+
 void Node::on_command_frame(zmq::message_t& frame, std::string route) {
   auto msg = decoder_.decode(bytes(frame));
   if (!msg || msg->kind() != wire::Body::Command) {
@@ -179,52 +200,79 @@ void Node::on_command_frame(zmq::message_t& frame, std::string route) {
     rejects_.add("node", msg ? "'C' frame does not hold a Command" : msg.error().message(), bytes(frame));
     return;
   }
-  const auto id = *msg->envelope().msg_id();
-  const auto k = key_of(id);
-  const auto priority = priority_index(msg->envelope().priority());
-  if (closed_.load(std::memory_order_acquire)) {
-    bool answered = false;
-    {
-      std::lock_guard lock(cmd_mu_);
-      auto [it, fresh] = seen_.try_emplace(k);
-      if (fresh) remember(k);
-      it->second.route = route;  // answer the way the latest copy came
-      if (it->second.answered) {
-        answered = true;
-        std::lock_guard out_lock(out_mu_);
-        outbox_.push_back(Outgoing{frame::kResult, route, it->second.result});
-      }
-    }
-    if (!answered) answer(id, msg->envelope().priority(), wire::command_result(wire::Status::REJECTED, options_.rank, closed_reason_));
+  const auto& envelope = msg->envelope();
+  const auto& command = *msg->body<wire::Command>();
+  // Dedup and the result cache key on the msg_id: an id no generator produces could stand for
+  // any command, so it is answered, never remembered.
+  if (!wire::is_valid(envelope.msg_id())) {
+    const auto* bad = envelope.msg_id();
+    reject_command(bad ? *bad : wire::MsgId(), envelope.priority(), std::move(route),
+                   bad ? "the command's msg_id has seq 0 (sender " + std::to_string(bad->sender()) +
+                             "), which no msg_id generator produces; not applied"
+                       : std::string("the command carries no msg_id; not applied"),
+                   frame, counters_.commands_invalid_id);
     return;
   }
+  const auto id = *envelope.msg_id();
+  const auto k = key_of(id);
+  const auto priority = priority_index(envelope.priority());
+  const auto kind = command.body_type();
+  const auto target = target_of(command);
   std::vector<std::uint8_t> cached;
+  bool closed = false;
+  std::string reused;  // what the first command with this msg_id was, when this one differs
   {
     std::lock_guard lock(cmd_mu_);
     if (auto it = seen_.find(k); it != seen_.end()) {
-      bump(counters_.commands_deduplicated);
-      it->second.route = route;  // answer the way the latest copy came
-      if (!it->second.answered) return;  // still queued: it will be answered once
-      cached = it->second.result;
+      if (it->second.kind != kind || !same_target(it->second.target, target)) {
+        reused = std::string(wire::EnumNameCommandBody(it->second.kind)) + " to " +
+                 wire::EnumNameTargetKind(it->second.target.kind());
+      } else {
+        bump(counters_.commands_deduplicated);
+        it->second.route = route;  // answer the way the latest copy came
+        if (!it->second.answered) return;  // still queued: it will be answered once
+        cached = it->second.result;
+      }
     } else {
-      seen_.emplace(k, Seen{false, {}, route});
+      // Read under the lock close_commands() sets it under: a command is either queued before
+      // the close (and answered by it) or answered as closed here.
+      closed = closed_.load(std::memory_order_acquire);
+      seen_.emplace(k, Seen{false, {}, route, kind, target});
       remember(k);
-      if (!options_.immediate_handler) {
+      if (!closed && !options_.immediate_handler) {
         queue_[priority].push_back(Queued{std::move(frame), Clock::now()});
         cmd_cv_.notify_all();
       }
     }
   }
-  if (cached.empty()) {
-    if (options_.immediate_handler) {  // on this (the I/O) thread: no queue, no hand-off, no wake-up
-      auto result = handle(options_.immediate_handler, *msg->body<wire::Command>(), msg->envelope(), Clock::now());
-      queue_answer(id, msg->envelope().priority(), std::move(result));
-      send_outbox();
-    }
+  if (!reused.empty()) {  // the first command keeps its entry, its route and its cached result
+    reject_command(id, envelope.priority(), std::move(route),
+                   "msg_id reused for a different command (the first with this id was " + reused + "); not applied",
+                   frame, counters_.commands_id_reused);
     return;
   }
+  if (!cached.empty()) {
+    std::lock_guard lock(out_mu_);
+    outbox_.push_back(Outgoing{frame::kResult, std::move(route), std::move(cached)});
+    return;
+  }
+  if (closed) {
+    queue_answer(id, envelope.priority(), wire::command_result(wire::Status::REJECTED, options_.rank, closed_reason_));
+  } else if (options_.immediate_handler) {  // on this (the I/O) thread: no queue, no hand-off, no wake-up
+    auto result = handle(options_.immediate_handler, command, envelope, Clock::now());
+    queue_answer(id, envelope.priority(), std::move(result));
+    send_outbox();
+  }
+}
+
+void Node::reject_command(const wire::MsgId& id, wire::Priority priority, std::string route, const std::string& why,
+                          const zmq::message_t& frame, std::atomic<std::uint64_t>& counter) {
+  bump(counter);
+  rejects_.add(route.empty() ? "node" : "node direct", why, bytes(frame));
+  auto result = wire::command_result(wire::Status::REJECTED, options_.rank, why);
   std::lock_guard lock(out_mu_);
-  outbox_.push_back(Outgoing{frame::kResult, std::move(route), std::move(cached)});
+  auto encoded = encode_result(id, priority, result);
+  outbox_.push_back(Outgoing{frame::kResult, std::move(route), std::move(encoded)});
 }
 
 void Node::remember(const MsgIdKey& id) {
@@ -303,8 +351,11 @@ wire::CommandResultT Node::handle(const Handler& handler, const wire::Command& c
 }
 
 void Node::close_commands(const std::string& reason) {
-  closed_reason_ = reason;
-  closed_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(cmd_mu_);
+    if (!closed_.load(std::memory_order_relaxed)) closed_reason_ = reason;  // read by the I/O thread once closed
+    closed_.store(true, std::memory_order_release);
+  }
   for (auto& c : take_commands()) {
     answer(c.id(), c.envelope().priority(), wire::command_result(wire::Status::REJECTED, options_.rank, reason));
   }
@@ -334,8 +385,19 @@ void Node::answer(const wire::MsgId& id, wire::Priority priority, wire::CommandR
   wake();
 }
 
-void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
+std::vector<std::uint8_t> Node::encode_result(const wire::MsgId& id, wire::Priority priority,
+                                              wire::CommandResultT& result) {
   result.rank = options_.rank;
+  wire::Header h;
+  h.msg_id = ids_.next();
+  h.correlation_id = id;
+  h.priority = priority;
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = app_encoder_.encode(h, result);
+  return {f.begin(), f.end()};
+}
+
+void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result) {
   std::vector<std::uint8_t> frame_bytes;
   std::string route;
   {
@@ -344,13 +406,7 @@ void Node::queue_answer(const wire::MsgId& id, wire::Priority priority, wire::Co
   }
   {
     std::lock_guard lock(out_mu_);
-    wire::Header h;
-    h.msg_id = ids_.next();
-    h.correlation_id = id;
-    h.priority = priority;
-    h.timestamp_ns = wire::wall_clock_ns();
-    const auto f = app_encoder_.encode(h, result);
-    frame_bytes.assign(f.begin(), f.end());
+    frame_bytes = encode_result(id, priority, result);
     outbox_.push_back(Outgoing{frame::kResult, route, frame_bytes});
   }
   {
@@ -452,6 +508,21 @@ void Node::publish(std::uint32_t layer, std::span<const wire::SeedMetrics> recor
   if (full) wake();
 }
 
+void Node::set_layer_stats(std::uint32_t layer, double step_seconds, double samples_per_second) {
+  const bool time_known = std::isfinite(step_seconds) && step_seconds >= 0;
+  const bool rate_known = std::isfinite(samples_per_second) && samples_per_second >= 0;
+  // Values past the wire types' range are sent as their largest (u64 ns: about 584 years).
+  const double ns = time_known ? step_seconds * 1e9 : 0.0;
+  const auto step_ns = ns >= 1.8e19 ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(ns);
+  constexpr double kMaxRate = std::numeric_limits<float>::max();
+  const float rate = !rate_known ? std::numeric_limits<float>::quiet_NaN()
+                                 : static_cast<float>(std::min(samples_per_second, kMaxRate));
+  const wire::LayerMetrics m(step_.load(std::memory_order_relaxed), step_ns, rate,
+                             std::numeric_limits<float>::quiet_NaN());  // the node is not told the loss
+  std::lock_guard lock(tel_mu_);
+  layer_stats_[layer] = m;
+}
+
 void Node::flush() {
   {
     std::lock_guard lock(tel_mu_);
@@ -477,6 +548,9 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
         ++it;
       }
     }
+    for (auto& b : batches) {
+      if (const auto it = layer_stats_.find(b.layer); it != layer_stats_.end()) b.stats = it->second;
+    }
   }
   for (auto& b : batches) {
     const auto n = static_cast<std::uint32_t>(b.records.size());
@@ -488,7 +562,8 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
     h.timestamp_ns = wire::wall_clock_ns();
     const wire::TelemetryBatchInfo info{b.layer, options_.rank, b.window_start_ns, h.timestamp_ns,
                                         dropped_since_last_batch_};
-    const auto f = io_encoder_.encode_telemetry(h, info, b.records);
+    const auto f = io_encoder_.encode_telemetry(
+        h, info, b.records, b.stats ? std::span<const wire::LayerMetrics>(&*b.stats, 1) : std::span<const wire::LayerMetrics>());
     const std::string topic = telemetry_topic(b.layer);
     if (!pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       bump(counters_.telemetry_batches_dropped);
@@ -521,7 +596,7 @@ void Node::send_heartbeat() {
       h, wire::heartbeat(step_.load(std::memory_order_relaxed), static_cast<std::uint32_t>(options_.heartbeat_interval.count()),
                          uptime, static_cast<std::uint32_t>(queued_commands()),
                          counters_.telemetry_records_dropped.load(std::memory_order_relaxed), options_.layers,
-                         command_endpoint_));
+                         command_endpoint_, options_.world_size));
   if (dealer_.send(type_frame(frame::kHeartbeat), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
     bump(counters_.heartbeats);

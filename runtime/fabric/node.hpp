@@ -14,7 +14,9 @@
 // on the command channel, never behind telemetry, and are not dropped.
 // Commands are deduplicated by msg_id over a bounded window: a duplicate of an answered command
 // gets the cached result, a duplicate of a queued one is ignored. A command still queued when its
-// timeout_ms has passed is answered TIMEOUT, not applied.
+// timeout_ms has passed is answered TIMEOUT, not applied. A command without a valid msg_id (none,
+// or seq 0: what no generator produces), or whose msg_id is known for a command of another body
+// kind or target, is answered REJECTED at once: never applied, deduplicated or cached.
 #pragma once
 
 #include <array>
@@ -26,6 +28,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -62,9 +65,10 @@ enum class Compression : std::uint8_t { Auto, On, Off };
 
 struct NodeOptions {
   std::int32_t rank = 0;
+  std::int32_t world_size = 0;  // ranks in the job, announced in heartbeats; 0: unknown
   std::vector<std::uint32_t> layers;
   std::string job_id;
-  std::string host;
+  std::string host;             // empty: this host's name
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds telemetry_window{100};
   std::size_t telemetry_batch_bytes = 64 * 1024;
@@ -115,6 +119,10 @@ class Node {
   void flush();                       // send what is batched now, without waiting for the window
   void emit(const wire::EventT& event);
   void set_step(std::uint64_t step) noexcept { step_.store(step, std::memory_order_relaxed); }
+  // The layer's latest step time and throughput (with the current step), sent as its LayerMetrics
+  // record in every telemetry batch of that layer from now on. A negative or non-finite value is
+  // sent as unknown (0 ns, NaN samples/s). Thread-safe; never blocks on the network.
+  void set_layer_stats(std::uint32_t layer, double step_seconds, double samples_per_second);
 
   // Runs the handler on queued commands, highest priority first (FIFO within a priority), and
   // sends their results. Returns how many were handled. Call from one thread at a time.
@@ -149,6 +157,9 @@ class Node {
     bool answered = false;
     std::vector<std::uint8_t> result;  // the encoded result frame, once answered
     std::string route;                 // the client's routing id on the direct socket; empty: the broker
+    // What the command was, so that a different command reusing its msg_id is told apart.
+    wire::CommandBody kind = wire::CommandBody::NONE;
+    wire::CommandTarget target;
   };
   struct Outgoing {
     char type;
@@ -160,6 +171,7 @@ class Node {
     std::vector<wire::SeedMetrics> records;
     std::chrono::steady_clock::time_point opened;
     std::uint64_t window_start_ns = 0;
+    std::optional<wire::LayerMetrics> stats;  // the layer's latest, taken when the batch is sent
   };
 
   void run();
@@ -172,6 +184,11 @@ class Node {
   void send_heartbeat();
   void wake();
   void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
+  // Encodes a result for `id` (out_mu_ held by the caller).
+  std::vector<std::uint8_t> encode_result(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT& result);
+  // Answers REJECTED without caching: the command is not remembered (I/O thread).
+  void reject_command(const wire::MsgId& id, wire::Priority priority, std::string route, const std::string& why,
+                      const zmq::message_t& frame, std::atomic<std::uint64_t>& counter);
   // Runs the handler (or answers TIMEOUT when the command has expired), timing it.
   wire::CommandResultT handle(const Handler& handler, const wire::Command& command, const wire::Envelope& envelope,
                               std::chrono::steady_clock::time_point received);
@@ -203,6 +220,7 @@ class Node {
   std::unordered_map<std::uint32_t, Batch> open_;
   std::deque<Batch> ready_;
   std::vector<std::vector<wire::SeedMetrics>> spare_;  // sent batches' memory, reused
+  std::unordered_map<std::uint32_t, wire::LayerMetrics> layer_stats_;  // set_layer_stats()
 
   // Commands, guarded by cmd_mu_.
   mutable std::mutex cmd_mu_;
