@@ -64,6 +64,7 @@ struct Broker::Impl {
   std::unordered_map<std::string, std::int32_t> rank_of;  // routing id -> rank
   std::unordered_map<MsgIdKey, PendingCommand, MsgIdHash> pending;
   std::set<std::string> route_subscribers;  // clients that asked for the route table ('T')
+  std::set<std::string> failed_routes;      // connections whose rank reported its own failure
   std::uint64_t routes_version = 0;
   JobState state;
   std::uint64_t event_seq = 0;
@@ -76,6 +77,7 @@ struct Broker::Impl {
   void on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame);
   void on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
   void on_result(const zmq::message_t& frame, const wire::Message& m);
+  void on_event(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
   // Tells the client why a command goes nowhere ('D' with no target) or where it goes.
   void dispatch(const std::string& client, const MsgId& id, DispatchReason reason, const std::vector<std::int32_t>& targets,
                 const std::string& why);
@@ -312,8 +314,7 @@ void Broker::Impl::handle_router() {
         break;
       case frame::kEvent:
         if (msg->kind() == wire::Body::Event) {
-          const auto* src = msg->envelope().source();
-          publish_event(bytes(parts[2]), *msg->body<wire::Event>(), src ? src->rank() : -1);
+          on_event(from, parts[2], *msg);
         } else {
           reject("broker cmd", "'E' frame does not hold an Event", parts[2]);
         }
@@ -343,6 +344,9 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   const auto* src = m.envelope().source();
   const auto* hb = m.body<wire::Heartbeat>();
   if (src == nullptr || src->rank() < 0) return;
+  // A rank that reported its own failure stays lost, though its node may heartbeat until it exits;
+  // restarted, it connects anew.
+  if (failed_routes.contains(from)) return;
   const std::int32_t world = hb->world_size();
   if (world < 0 || (world > 0 && src->rank() >= world)) {
     reject("broker cmd", "heartbeat of rank " + std::to_string(src->rank()) + " announces world size " +
@@ -494,6 +498,31 @@ void Broker::Impl::on_result(const zmq::message_t& frame, const wire::Message& m
   std::array<zmq::message_t, 1> body{zmq::message_t(frame.data(), frame.size())};
   send_to(it->second.client, frame::kResult, body);
   if (owed.empty()) pending.erase(it);
+}
+
+// A rank's event. A RankLost about its sender's own rank is that rank's failure notice: the rank is
+// lost now, as if it had missed its heartbeats, with its own cause.
+void Broker::Impl::on_event(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
+  const auto& event = *m.body<wire::Event>();
+  const auto* src = m.envelope().source();
+  const std::int32_t rank = src ? src->rank() : -1;
+  publish_event(bytes(frame), event, rank);
+  const auto* notice = event.body_as_RankLost();
+  if (notice == nullptr || rank < 0 || notice->rank() != rank) return;
+  failed_routes.insert(from);
+  auto& r = ranks[rank];
+  if (src->host() != nullptr) r.host = src->host()->str();
+  constexpr std::size_t kMaxCause = 4096;  // what is kept of a cause and copied into failures
+  std::string cause = notice->reason() != nullptr ? notice->reason()->str() : "";
+  if (cause.size() > kMaxCause) cause = cause.substr(0, kMaxCause) + "...";
+  const std::string why = "rank " + std::to_string(rank) + " reported its own failure" + (cause.empty() ? "" : ": " + cause);
+  // From another connection than the live rank's (a stale notice of a process since restarted),
+  // or for a rank not connected: nothing to end, but the cause is kept.
+  if (r.alive && r.routing_id == from) {
+    lose(rank, r, why, true);
+  } else {
+    record_lost(rank, r.host, why, true);
+  }
 }
 
 void Broker::Impl::publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank) {

@@ -11,7 +11,8 @@
 // the client with the target list ('D'), and forwarded to each; results go back to the client that
 // sent it. A rank that misses heartbeats for `lost_after` of its interval is reported lost
 // (RankLost event, a new route table) and the commands it still owes end at their clients as
-// "rank lost".
+// "rank lost". So is, at once, a rank that reports its own failure (a RankLost event about itself,
+// Node::report_failure); heartbeats from that connection no longer revive it.
 // Events (ranks -> ROUTER): stamped with one broker sequence (a global order), applied to the job
 // state that answers late joiners' snapshot requests, and published.
 #pragma once
@@ -45,8 +46,8 @@ struct BrokerOptions {
 struct LostRank {
   std::int32_t rank = -1;
   std::string host;            // as the rank announced it; empty if unknown
-  std::string reason;          // "rank 3 sent no heartbeat for 2600 ms ..."
-  bool self_reported = false;  // the rank's own failure notice, not missed heartbeats (none yet)
+  std::string reason;          // "rank 3 sent no heartbeat for 2600 ms ...", or the rank's own cause
+  bool self_reported = false;  // the rank's own failure notice, not missed heartbeats
 };
 
 class Broker {
@@ -66,8 +67,8 @@ class Broker {
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
   [[nodiscard]] std::vector<std::int32_t> live_ranks() const;
-  // The ranks declared lost so far, in order (the first kMaxLost). Thread-safe, for a watchdog
-  // beside the broker's thread.
+  // The ranks declared lost so far, in order: missed heartbeats, and every failure notice a rank
+  // sent about itself (the first kMaxLost). Thread-safe, for a watchdog beside the broker's thread.
   [[nodiscard]] std::vector<LostRank> lost() const;
   static constexpr std::size_t kMaxLost = 1024;
 

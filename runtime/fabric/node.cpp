@@ -96,7 +96,12 @@ Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
 
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(std::string("cannot create the node's wake-up eventfd: ") + std::strerror(errno));
-  io_ = std::thread([this] { run(); });
+  io_ = std::thread([this] {
+    run();
+    std::lock_guard lock(handed_mu_);
+    io_done_ = true;
+    handed_cv_.notify_all();
+  });
 }
 
 Node::~Node() {
@@ -437,6 +442,28 @@ void Node::emit(const wire::EventT& event) {
   wake();
 }
 
+bool Node::report_failure(const std::string& cause, std::chrono::milliseconds timeout) {
+  std::uint64_t ticket = 0;
+  {
+    std::lock_guard lock(out_mu_);
+    wire::Header h;
+    h.msg_id = ids_.next();
+    h.priority = wire::Priority::CRITICAL;
+    h.timestamp_ns = wire::wall_clock_ns();
+    auto event = wire::rank_lost(options_.rank, last_heartbeat_ns_.load(std::memory_order_relaxed), 0, cause);
+    event.step = step_.load(std::memory_order_relaxed);
+    const auto f = app_encoder_.encode(h, event);
+    ticket = ++tickets_;
+    // Ahead of whatever waits (results for a slow client can hold the queue), behind earlier notices.
+    const auto at = std::find_if(outbox_.begin(), outbox_.end(), [](const Outgoing& o) { return o.ticket == 0; });
+    outbox_.insert(at, Outgoing{frame::kEvent, {}, std::vector<std::uint8_t>(f.begin(), f.end()), ticket});
+  }
+  wake();
+  std::unique_lock lock(handed_mu_);
+  handed_cv_.wait_for(lock, timeout, [&] { return handed_ >= ticket || io_done_; });
+  return handed_ >= ticket;
+}
+
 void Node::send_outbox() {
   std::deque<Outgoing> out;
   {
@@ -444,7 +471,7 @@ void Node::send_outbox() {
     out.swap(outbox_);
   }
   while (!out.empty()) {
-    auto& [type, route, payload] = out.front();
+    auto& [type, route, payload, ticket] = out.front();
     if (type == frame::kResult && results_to_drop_ > 0) {
       --results_to_drop_;  // injected fault: this result is lost on the way
       out.pop_front();
@@ -470,6 +497,11 @@ void Node::send_outbox() {
     socket.send(zmq::message_t(payload.data(), payload.size()), zmq::send_flags::none);
     bump(counters_.frames_sent);
     bump(type == frame::kResult ? counters_.results_sent : counters_.events);
+    if (ticket != 0) {
+      std::lock_guard lock(handed_mu_);
+      handed_ = std::max(handed_, ticket);
+      handed_cv_.notify_all();
+    }
     out.pop_front();
   }
   if (!out.empty()) {
@@ -599,6 +631,7 @@ void Node::send_heartbeat() {
                          command_endpoint_, options_.world_size));
   if (dealer_.send(type_frame(frame::kHeartbeat), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     dealer_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
+    last_heartbeat_ns_.store(h.timestamp_ns, std::memory_order_relaxed);
     bump(counters_.heartbeats);
     bump(counters_.frames_sent);
   } else {

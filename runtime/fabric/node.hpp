@@ -124,6 +124,12 @@ class Node {
   // sent as unknown (0 ns, NaN samples/s). Thread-safe; never blocks on the network.
   void set_layer_stats(std::uint32_t layer, double step_seconds, double samples_per_second);
 
+  // This rank's own failure notice, for a rank that must end the job: a RankLost event for this
+  // rank with `cause` as its reason, sent on the command channel ahead of anything queued; the
+  // broker marks the rank lost at once. Blocks until the event has been handed to the socket or
+  // `timeout` has passed; returns whether it was handed over. Thread-safe.
+  bool report_failure(const std::string& cause, std::chrono::milliseconds timeout);
+
   // Runs the handler on queued commands, highest priority first (FIFO within a priority), and
   // sends their results. Returns how many were handled. Call from one thread at a time.
   std::size_t poll_commands(const Handler& handler, std::size_t max = SIZE_MAX);
@@ -165,6 +171,7 @@ class Node {
     char type;
     std::string route;  // as in Seen
     std::vector<std::uint8_t> bytes;
+    std::uint64_t ticket = 0;  // report_failure() waits for it; 0: nobody waits
   };
   struct Batch {
     std::uint32_t layer = 0;
@@ -205,6 +212,7 @@ class Node {
   std::atomic<bool> closed_{false};
   std::string closed_reason_;  // written once before closed_ is set
   std::atomic<std::uint64_t> step_{0};
+  std::atomic<std::uint64_t> last_heartbeat_ns_{0};  // wall clock of the latest heartbeat sent
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   // I/O thread only.
@@ -233,7 +241,14 @@ class Node {
   std::mutex out_mu_;
   std::deque<Outgoing> outbox_;
   wire::Encoder app_encoder_;  // guarded by out_mu_
+  std::uint64_t tickets_ = 0;  // guarded by out_mu_: the last ticket given out
   wire::Decoder app_decoder_;  // poll_commands' thread
+
+  // Outgoing tickets handed to the socket (they are sent in order), guarded by handed_mu_.
+  std::mutex handed_mu_;
+  std::condition_variable handed_cv_;
+  std::uint64_t handed_ = 0;
+  bool io_done_ = false;  // the I/O thread has ended: nothing more will be handed over
 };
 
 }  // namespace esper::fabric
