@@ -506,9 +506,11 @@ void Broker::Impl::on_event(const std::string& from, const zmq::message_t& frame
   const auto& event = *m.body<wire::Event>();
   const auto* src = m.envelope().source();
   const std::int32_t rank = src ? src->rank() : -1;
-  publish_event(bytes(frame), event, rank);
   const auto* notice = event.body_as_RankLost();
-  if (notice == nullptr || rank < 0 || notice->rank() != rank) return;
+  if (notice == nullptr || rank < 0 || notice->rank() != rank) {
+    publish_event(bytes(frame), event, rank);
+    return;
+  }
   failed_routes.insert(from);
   auto& r = ranks[rank];
   if (src->host() != nullptr) r.host = src->host()->str();
@@ -523,6 +525,7 @@ void Broker::Impl::on_event(const std::string& from, const zmq::message_t& frame
   } else {
     record_lost(rank, r.host, why, true);
   }
+  publish_event(bytes(frame), event, rank);  // after: whoever sees it finds the loss in lost()
 }
 
 void Broker::Impl::publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank) {
@@ -581,8 +584,8 @@ void Broker::Impl::check_liveness(Clock::time_point now) {
                             " ms (interval " + std::to_string(r.interval.count()) + " ms)";
     const auto last_ns = wire::wall_clock_ns() - static_cast<std::uint64_t>(
                                                      std::chrono::duration_cast<std::chrono::nanoseconds>(silent).count());
+    lose(rank, r, why, false);  // first: whoever sees the event finds the loss in lost()
     publish_own_event(wire::rank_lost(rank, last_ns, static_cast<std::uint32_t>(silent / r.interval), why));
-    lose(rank, r, why, false);
   }
 }
 
