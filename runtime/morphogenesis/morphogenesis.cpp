@@ -315,6 +315,10 @@ void Driver::set_seed_settings(std::uint32_t seed, const kernels::SeedSettings& 
   layer_->set_seed_settings(static_cast<int>(seed), settings);
 }
 
+void Driver::set_grafting(std::uint32_t seed, const lifecycle::GraftingConfig& grafting) {
+  population_.seed(seed).set_grafting(grafting);  // throws for a seed outside the population
+}
+
 bool Driver::try_transition(std::uint32_t id, State to, const char* reason, std::uint32_t& rejected) {
   const auto report = population_.transition(lifecycle::Selection::ids({id}), to, reason, false, metrics_);
   const auto& outcome = report.outcomes.at(0);

@@ -162,6 +162,9 @@ class Driver {
   // boundary on every replica; the reset to DORMANT (transition() or the schedule) restores the
   // defaults through reset_seed.
   void set_seed_settings(std::uint32_t seed, const kernels::SeedSettings& settings);
+  // SetBlueprint's grafting strategy for seed `seed` (lifecycle::Seed::set_grafting: throws
+  // esper::Error on an invalid config); the reset to DORMANT restores the default.
+  void set_grafting(std::uint32_t seed, const lifecycle::GraftingConfig& grafting);
 
   StepReport step();
   // Steps until config().steps; calls `progress` after each step when given.
