@@ -27,7 +27,8 @@
 namespace esper::wire {
 
 inline constexpr std::uint16_t kSchemaMajor = 1;
-// 1.1: the Decision event; 1.2: direct command routes; 1.3: Heartbeat.world_size
+// 1.1: the Decision event; 1.2: direct command routes; 1.3: Heartbeat.world_size,
+// CommandResult.members and .snapshot
 inline constexpr std::uint16_t kSchemaMinor = 3;
 inline constexpr const char* kFileIdentifier = "ESPR";
 

@@ -18,7 +18,8 @@ std::vector<std::uint8_t> next_frame(bool probe) {
   } else {
     const std::vector<std::uint32_t> layers = {4, 5};
     const std::vector<float> load = {0.5f, 0.25f};
-    body = nx::CreateHeartbeatV2(fbb, 77, 100, 9000, 2, 3, fbb.CreateVector(layers), fbb.CreateString(""), 0.875f, fbb.CreateVector(load))
+    body = nx::CreateHeartbeatV2(fbb, 77, 100, 9000, 2, 3, fbb.CreateVector(layers), fbb.CreateString(""), 4, 0.875f,
+                                  fbb.CreateVector(load))
                .Union();
   }
   const auto source = CreateSource(fbb, 6, Role::RANK, fbb.CreateString("job"));
@@ -54,6 +55,7 @@ TEST(SchemaEvolution, NewerMinorIsReadIgnoringUnknownFields) {
   ASSERT_NE(hb->layers(), nullptr);
   EXPECT_EQ(hb->layers()->size(), 2u);
   EXPECT_EQ(hb->layers()->Get(1), 5u);
+  EXPECT_EQ(hb->world_size(), 4) << "the current minor's last field, read in place";
 }
 
 TEST(SchemaEvolution, UnknownBodyKindIsReportedNotMisread) {
