@@ -1,5 +1,7 @@
 // esper run: the rank program (one per MPI rank; see runtime/rank/rank_program.hpp), e.g.
 //   mpirun -np 4 esper run --layers 2 --steps 600
+#include <charconv>
+
 #include "commands.hpp"
 #include "controller/policy.hpp"
 #include "rank/rank_program.hpp"
@@ -65,6 +67,21 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
   auto* hb = app.add_option("--heartbeat-ms", "heartbeat interval")->check(CLI::Range(10, 60'000));
+  auto* connect = app.add_option("--connect-timeout-ms",
+                                 "how long each rank waits to join the broker (and rank 0's controller) before the "
+                                 "job fails (default 10000)")
+                      ->check(CLI::Range(100, 600'000));
+  // Test hooks, hidden from --help (group ""): a slow step, an error on one rank, a controller that
+  // cannot join.
+  auto step_sleep_ms = std::make_shared<int>(0);
+  app.add_option("--step-sleep-ms", *step_sleep_ms, "test hook: sleep this long in every step")
+      ->check(CLI::Range(0, 60'000))
+      ->group("");
+  app.add_option("--fail-at-step", cfg->fail_at_step, "test hook: throw on --fail-rank before this step")->group("");
+  app.add_option("--fail-rank", cfg->fail_rank, "test hook: the rank --fail-at-step fails")->group("");
+  app.add_flag("--fail-controller-join", cfg->inject_controller_join_failure,
+               "test hook: point the embedded controller at a broker that does not exist")
+      ->group("");
   auto config = std::make_shared<std::string>();
   app.add_option("--config", *config,
                  "read options from a TOML file: `name = value` per option, names without the dashes "
@@ -72,11 +89,22 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
       ->check(CLI::ExistingFile);
   auto no_fabric = std::make_shared<bool>(false);
   app.add_flag("--no-fabric", *no_fabric, "run without broker, commands and telemetry (the overhead baseline)");
-  return [&app, cfg, no_fabric, hb, policy, config, &argc, &argv] {
+  return [&app, cfg, no_fabric, hb, connect, step_sleep_ms, policy, config, &argc, &argv] {
     if (!config->empty()) apply_config(app, *config);
     if (*hb) cfg->heartbeat = std::chrono::milliseconds(hb->as<int>());
+    if (*connect) cfg->connect_timeout = std::chrono::milliseconds(connect->as<int>());
+    cfg->step_sleep = std::chrono::milliseconds(*step_sleep_ms);
     cfg->fabric = !*no_fabric;
-    if (cfg->schedule != "advance" && cfg->schedule != "none" && cfg->schedule.rfind("random:", 0) != 0) {
+    if (cfg->schedule.rfind("random:", 0) == 0) {
+      const auto n = cfg->schedule.substr(7);
+      std::uint64_t count = 0;
+      const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), count);
+      if (n.empty() || ec != std::errc() || end != n.data() + n.size() || count == 0 || count > 10'000'000) {
+        throw CLI::ValidationError("--schedule", "random:" + n + ": '" + n +
+                                                     "' is not a number of commands (random:N with 1 <= N <= 10000000)");
+      }
+      cfg->schedule_count = count;
+    } else if (cfg->schedule != "advance" && cfg->schedule != "none") {
       throw CLI::ValidationError("--schedule", "'" + cfg->schedule + "' is not advance, random:N or none");
     }
     if (cfg->schedule != "none" && !*policy) cfg->policy = "none";

@@ -27,7 +27,13 @@ Run add_watch(CLI::App& app) {
     std::fflush(stdout);
     std::uint64_t shown = 0;
     while (!stop_requested() && (*count == 0 || shown < *count)) {
-      auto d = sub.next(std::chrono::milliseconds(100));
+      std::optional<fabric::Delivery> d;
+      try {
+        d = sub.next(std::chrono::milliseconds(100));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+        continue;  // a signal: the loop sees stop_requested()
+      }
       if (!d) continue;
       ++shown;
       if (const auto* b = d->message->body<wire::TelemetryBatch>()) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "fabric/node.hpp"
 #include "lifecycle/wire_convert.hpp"
 #include "mpi/collectives.hpp"
+#include "rank/job_commands.hpp"
 #include "rank/step_commands.hpp"
 #include "wire/builders.hpp"
 
@@ -46,7 +48,7 @@ class Schedule {
  public:
   Schedule(zmq::context_t& ctx, const std::string& broker, const RunConfig& cfg, int world_size)
       : cfg_(cfg), world_size_(world_size), rng_(cfg.schedule_seed) {
-    if (cfg.schedule.rfind("random:", 0) == 0) random_total_ = std::stoul(cfg.schedule.substr(7));
+    if (cfg.schedule.rfind("random:", 0) == 0) random_total_ = cfg.schedule_count;
     fabric::ClientOptions o;
     o.retry.first = std::chrono::milliseconds(100);
     client_ = std::make_unique<fabric::Client>(ctx, broker, o);
@@ -56,9 +58,10 @@ class Schedule {
 
   void at_step(std::uint64_t step) { step_.store(step, std::memory_order_relaxed); }
   void stop_sending() { sending_ = false; }
-  // Waits (bounded) for every outcome, then stops the thread.
-  void finish() {
+  // Waits (at most `wait`) for every outcome, then stops the thread.
+  void finish(std::chrono::milliseconds wait = std::chrono::seconds(10)) {
     sending_ = false;
+    wait_ = wait;
     done_ = true;
     if (thread_.joinable()) thread_.join();
   }
@@ -101,7 +104,7 @@ class Schedule {
       while (random_total_ > 0 && random_sent_ < random_total_ && step >= random_sent_ * spacing) send_random();
       collect(std::chrono::milliseconds(5));
     }
-    const auto until = Clock::now() + std::chrono::seconds(10);
+    const auto until = Clock::now() + wait_.load();
     while (client_->pending() > 0 && Clock::now() < until) collect(std::chrono::milliseconds(20));
   }
 
@@ -151,6 +154,7 @@ class Schedule {
   std::atomic<std::uint64_t> step_{0};
   std::atomic<bool> done_{false};
   std::atomic<bool> sending_{true};
+  std::atomic<std::chrono::milliseconds> wait_{std::chrono::seconds(10)};
   mutable std::mutex mu_;
   std::uint64_t sent_ = 0, completed_ = 0, outcomes_ = 0, duplicates_ = 0;
   std::map<std::string, std::uint64_t> by_status_;
@@ -232,141 +236,56 @@ Device choose_device(const std::string& wanted, [[maybe_unused]] const mpi::Worl
 #endif
 }
 
+// Collective: every rank says whether its part of a setup phase failed (`mine` empty: it did not).
+// Returns the first failure in rank order as "rank R on HOST: cause", or nothing when none failed.
+std::optional<std::string> agree_on_failure(const std::string& mine, const std::string& where, MPI_Comm comm) {
+  std::string text = mine.empty() ? "" : where + ": " + mine;
+  if (text.size() > 4096) text.resize(4096);
+  int size = 1;
+  mpi::check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  int len = static_cast<int>(text.size());
+  std::vector<int> lens(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+  mpi::check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm), "MPI_Allgather(failure)");
+  int total = 0, failed = 0;
+  for (std::size_t r = 0; r < lens.size(); ++r) {
+    displs[r] = total;
+    total += lens[r];
+    failed += lens[r] > 0 ? 1 : 0;
+  }
+  if (total == 0) return std::nullopt;
+  std::string all(static_cast<std::size_t>(total), '\0');
+  mpi::check(MPI_Allgatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, comm),
+             "MPI_Allgatherv(failure)");
+  for (std::size_t r = 0; r < lens.size(); ++r) {
+    if (lens[r] == 0) continue;
+    auto first = all.substr(static_cast<std::size_t>(displs[r]), static_cast<std::size_t>(lens[r]));
+    if (failed > 1) first += " (and " + std::to_string(failed - 1) + " other rank(s) failed)";
+    return first;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int run(const RunConfig& cfg, mpi::Session& session) {
   const auto& world = session.world();
   const bool leader = world.rank == 0;
   const auto started = Clock::now();
+  const std::string where = "rank " + std::to_string(world.rank) + " on " + world.node;
   install_stop_handlers();
-  auto coll = mpi::make_mpi_collectives(session.comm());
-  // Gradients live where the layers run: NCCL reduces device buffers; losses and digests stay on MPI.
-  const Device device = choose_device(cfg.device, world, session.comm());
-  std::unique_ptr<mpi::Collectives> device_coll;
-#ifdef ESPER_HAVE_NCCL
-  if (device.cuda) device_coll = mpi::make_nccl_collectives(session.comm());
-#endif
-  mpi::Collectives* gradient_coll = device_coll ? device_coll.get() : coll.get();
 
-  // The fabric: rank 0 embeds the broker; everyone learns its endpoint over MPI.
+  // What the report reads; created by the setup phases below, each of which ends in an agreement,
+  // so that an error on any rank ends every rank with the same message instead of a hang.
   zmq::context_t ctx;
+  Device device;
+  std::unique_ptr<mpi::Collectives> coll, device_coll;
   std::unique_ptr<fabric::Broker> broker;
-  std::string endpoint = cfg.broker;
-  if (cfg.fabric && endpoint.empty()) {
-    if (leader) {
-      fabric::BrokerOptions bo;
-      const bool tcp = cfg.transport == "tcp" || (cfg.transport == "auto" && world.spans_nodes());
-      bo.bind = tcp ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
-      broker = std::make_unique<fabric::Broker>(ctx, bo);
-      endpoint = fabric::connectable(broker->endpoints().cmd, "tcp://" + mpi::node_address() + ":0");
-    }
-    endpoint = mpi::broadcast(endpoint, 0, session.comm());
-  }
   std::unique_ptr<fabric::Node> node;
-  std::vector<std::uint32_t> layer_ids;
-  for (int l = 0; l < cfg.layers; ++l) layer_ids.push_back(static_cast<std::uint32_t>(l));
-  if (cfg.fabric) {
-    fabric::NodeOptions no;
-    no.rank = world.rank;
-    no.layers = layer_ids;
-    no.job_id = world.job_id;
-    no.host = world.node;
-    no.heartbeat_interval = cfg.heartbeat;
-    node = std::make_unique<fabric::Node>(ctx, endpoint, no);
-  }
-  std::printf("rank %d/%d pid %d on %s%s device %s\n", world.rank, world.size, static_cast<int>(::getpid()),
-              world.node.c_str(), leader && cfg.fabric ? (" broker " + endpoint).c_str() : "", device.name.c_str());
-  if (leader && !device.why_not_cuda.empty()) std::printf("device: CPU, %s\n", device.why_not_cuda.c_str());
-  std::fflush(stdout);
-
-  // Seed layers: one driver per layer, replicas kept identical by the collectives.
   std::vector<std::unique_ptr<morphogenesis::Driver>> drivers;
-  const float world_size_f = static_cast<float>(world.size);
-  for (int l = 0; l < cfg.layers; ++l) {
-    auto lc = cfg.layer;
-    lc.seed = cfg.layer.seed + static_cast<std::uint64_t>(l) * 7919u;
-    lc.data_stream = static_cast<std::uint64_t>(world.rank) + 1;
-    lc.auto_advance = false;
-    lc.backend = device.cuda ? kernels::Backend::Cuda : kernels::Backend::Cpu;
-    morphogenesis::Replication rep;
-    rep.reduce_gradients = [gradient_coll](kernels::SeedLayer& layer) {
-      gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedA));
-      gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedB));
-    };
-    rep.reduce_losses = [&coll, world_size_f](std::span<double> v) {
-      coll->allreduce_sum(v);
-      for (auto& x : v) x /= static_cast<double>(world_size_f);
-    };
-    drivers.push_back(std::make_unique<morphogenesis::Driver>(lc, std::move(rep)));
-  }
-
   std::unique_ptr<Schedule> schedule;
-  if (leader && cfg.fabric && cfg.schedule != "none") schedule = std::make_unique<Schedule>(ctx, endpoint, cfg, world.size);
   std::unique_ptr<controller::Controller> control;
-  if (leader && cfg.fabric && cfg.policy != "none") {
-    controller::ControllerOptions co;
-    co.broker = endpoint;
-    co.policy = controller::preset(cfg.policy);
-    co.job_id = world.job_id;
-    co.settle = std::chrono::milliseconds(0);  // a fresh job: no earlier controller's commands to wait for
-    co.tick = std::chrono::milliseconds(20);
-    control = std::make_unique<controller::Controller>(ctx, co);
-    control->start();
-    // Train once the controller listens, so that it sees the job from its first step.
-    const auto until = Clock::now() + std::chrono::seconds(10);
-    while (!control->stats().joined && control->error().empty() && Clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (!control->stats().joined) {
-      throw Error("the controller could not join the broker at " + endpoint + ": " +
-                  (control->error().empty() ? "no answer within 10 s" : control->error()));
-    }
-  }
-
-  // Commands: applied by every replica at the same boundary.
-  std::atomic<bool> stop_by_command{false};
-  std::string stop_reason;
-  std::uint64_t step = 0;
-  auto apply = [&](const wire::Command& cmd, const wire::Envelope& env) {
-    wire::CommandResultT r;
-    switch (cmd.body_type()) {
-      case wire::CommandBody::TransitionSeeds: {
-        const auto* t = cmd.body_as_TransitionSeeds();
-        if (t->layer() >= drivers.size()) {
-          r.status = wire::Status::REJECTED;
-          r.error = "layer " + std::to_string(t->layer()) + " does not exist (0.." + std::to_string(drivers.size() - 1) + ")";
-          return r;
-        }
-        const auto report = drivers[t->layer()]->transition(lifecycle::selection_from_wire(t->seeds()), t->target(),
-                                                            t->reason() ? t->reason()->str() : "", t->force());
-        r.status = lifecycle::command_status(report);
-        for (auto& o : lifecycle::to_wire(report)) r.outcomes.push_back(std::make_unique<wire::SeedOutcomeT>(std::move(o)));
-        if (leader && node) {
-          for (const auto& o : report.outcomes) {
-            if (o.applied()) {
-              node->emit(wire::state_transition(t->layer(), step, o.seed, o.from, o.to,
-                                                t->reason() ? t->reason()->str() : "", "command", *env.msg_id()));
-            }
-          }
-        }
-        return r;
-      }
-      case wire::CommandBody::EmergencyStop:
-      case wire::CommandBody::Shutdown:
-        stop_by_command = true;
-        stop_reason = cmd.body_type() == wire::CommandBody::Shutdown ? "shutdown command" : "emergency stop";
-        r.status = wire::Status::OK;
-        return r;
-      default:
-        r.status = wire::Status::REJECTED;
-        r.error = std::string("ranks do not handle ") + wire::EnumNameCommandBody(cmd.body_type()) + " commands yet";
-        return r;
-    }
-  };
   std::unique_ptr<StepCommands> commands;
-  if (cfg.fabric) commands = std::make_unique<StepCommands>(node.get(), world.rank, session.comm());
-
-  // The report: rank 0 writes it at the end, or from the watchdog if training cannot end normally.
+  std::unique_ptr<JobCommands> job_commands;
   Progress progress;
   std::mutex report_mu;
   auto write_report = [&](const std::string& status, json extra) {
@@ -405,14 +324,175 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     }
     std::ofstream(cfg.report) << report.dump(2) << "\n";
   };
+  // A setup phase failed somewhere: every rank returns 1; rank 0 says where and why.
+  auto setup_failed = [&](const std::string& failure) {
+    if (leader) {
+      write_report("failed", json{{"error", failure}});
+      std::printf("done: failed before training: %s; report %s\n", failure.c_str(), cfg.report.c_str());
+      std::fflush(stdout);
+    }
+    return 1;
+  };
+  std::string error;
+  auto attempt = [&](auto&& phase) {
+    try {
+      phase();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    return agree_on_failure(error, where, session.comm());
+  };
+
+  // Devices and collectives. Gradients live where the layers run: NCCL reduces device buffers;
+  // losses and digests stay on MPI.
+  if (auto f = attempt([&] {
+        coll = mpi::make_mpi_collectives(session.comm());
+        device = choose_device(cfg.device, world, session.comm());
+#ifdef ESPER_HAVE_NCCL
+        if (device.cuda) device_coll = mpi::make_nccl_collectives(session.comm());
+#endif
+      })) {
+    return setup_failed(*f);
+  }
+  mpi::Collectives* gradient_coll = device_coll ? device_coll.get() : coll.get();
+
+  // The fabric: rank 0 embeds the broker; everyone learns its endpoint over MPI.
+  std::string endpoint = cfg.broker;
+  if (auto f = attempt([&] {
+        if (leader && cfg.fabric && endpoint.empty()) {
+          fabric::BrokerOptions bo;
+          const bool tcp = cfg.transport == "tcp" || (cfg.transport == "auto" && world.spans_nodes());
+          bo.bind = tcp ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
+          broker = std::make_unique<fabric::Broker>(ctx, bo);
+          endpoint = fabric::connectable(broker->endpoints().cmd, "tcp://" + mpi::node_address() + ":0");
+        }
+      })) {
+    return setup_failed(*f);
+  }
+  if (cfg.fabric && cfg.broker.empty()) endpoint = mpi::broadcast(endpoint, 0, session.comm());
+  std::vector<std::uint32_t> layer_ids;
+  for (int l = 0; l < cfg.layers; ++l) layer_ids.push_back(static_cast<std::uint32_t>(l));
+  if (auto f = attempt([&] {
+        if (!cfg.fabric) return;
+        fabric::NodeOptions no;
+        no.rank = world.rank;
+        no.world_size = world.size;
+        no.layers = layer_ids;
+        no.job_id = world.job_id;
+        no.host = world.node;
+        no.heartbeat_interval = cfg.heartbeat;
+        no.connect_timeout = cfg.connect_timeout;
+        node = std::make_unique<fabric::Node>(ctx, endpoint, no);
+      })) {
+    return setup_failed(*f);
+  }
+  std::printf("rank %d/%d pid %d on %s%s device %s\n", world.rank, world.size, static_cast<int>(::getpid()),
+              world.node.c_str(), leader && cfg.fabric ? (" broker " + endpoint).c_str() : "", device.name.c_str());
+  if (leader && !device.why_not_cuda.empty()) std::printf("device: CPU, %s\n", device.why_not_cuda.c_str());
+  std::fflush(stdout);
+
+  // Seed layers: one driver per layer, replicas kept identical by the collectives.
+  const float world_size_f = static_cast<float>(world.size);
+  if (auto f = attempt([&] {
+        for (int l = 0; l < cfg.layers; ++l) {
+          auto lc = cfg.layer;
+          lc.seed = cfg.layer.seed + static_cast<std::uint64_t>(l) * 7919u;
+          lc.data_stream = static_cast<std::uint64_t>(world.rank) + 1;
+          lc.auto_advance = false;
+          lc.backend = device.cuda ? kernels::Backend::Cuda : kernels::Backend::Cpu;
+          morphogenesis::Replication rep;
+          rep.reduce_gradients = [gradient_coll](kernels::SeedLayer& layer) {
+            gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedA));
+            gradient_coll->allreduce_mean(layer.gradient_buffer(kernels::Tensor::SeedB));
+          };
+          rep.reduce_losses = [&coll, world_size_f](std::span<double> v) {
+            coll->allreduce_sum(v);
+            for (auto& x : v) x /= static_cast<double>(world_size_f);
+          };
+          drivers.push_back(std::make_unique<morphogenesis::Driver>(lc, std::move(rep)));
+        }
+      })) {
+    return setup_failed(*f);
+  }
+
+  // Rank 0's command sources: the scripted schedule or the controller.
+  if (auto f = attempt([&] {
+        if (!leader || !cfg.fabric) return;
+        if (cfg.schedule != "none") schedule = std::make_unique<Schedule>(ctx, endpoint, cfg, world.size);
+        if (cfg.policy == "none") return;
+        controller::ControllerOptions co;
+        co.broker = cfg.inject_controller_join_failure ? "ipc:///nonexistent/esper-injected-failure" : endpoint;
+        co.policy = controller::preset(cfg.policy);
+        co.job_id = world.job_id;
+        co.settle = std::chrono::milliseconds(0);  // a fresh job: no earlier controller's commands to wait for
+        co.tick = std::chrono::milliseconds(20);
+        co.connect_timeout = cfg.connect_timeout;
+        const auto cannot_join = [&](const std::string& why) {
+          return Error("the controller could not join the broker at " + co.broker + ": " + why);
+        };
+        try {
+          control = std::make_unique<controller::Controller>(ctx, co);
+          control->start();
+        } catch (const std::exception& e) {
+          throw cannot_join(e.what());
+        }
+        // Train once the controller listens, so that it sees the job from its first step.
+        const auto until = Clock::now() + cfg.connect_timeout;
+        while (!control->stats().joined && control->error().empty() && Clock::now() < until) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        if (!control->stats().joined) {
+          const auto why = control->error().empty()
+                               ? "no answer within " + std::to_string(cfg.connect_timeout.count()) + " ms"
+                               : control->error();
+          control.reset();
+          throw cannot_join(why);
+        }
+      })) {
+    return setup_failed(*f);
+  }
+
+  // Commands: applied by every replica at the same boundary.
+  std::uint64_t step = 0;
+  if (cfg.fabric) {
+    job_commands = std::make_unique<JobCommands>(drivers, world.rank, leader ? node.get() : nullptr);
+    commands = std::make_unique<StepCommands>(node.get(), world.rank, session.comm());
+  }
+  auto apply = [&](const wire::Command& cmd, const wire::Envelope& env) { return job_commands->apply(cmd, env, step); };
 
   // The watchdog: a rank blocked in a collective (a peer died, or mpirun is tearing the job down)
-  // cannot reach the next step boundary. Then rank 0 writes what it knows and the rank exits.
+  // cannot reach the next step boundary; a rank that reported its own failure will not come back;
+  // a Shutdown's grace period can run out. Then rank 0 writes what it knows and the rank exits.
   std::atomic<bool> finished{false};
+  std::atomic<std::int64_t> grace_deadline_ns{0};  // steady clock; 0: no shutdown under way
   progress.boundary_ns = now_ns();
+  auto exit_now = [&](const std::string& status, json extra, int code) {
+    if (leader && !finished.load()) {
+      write_report(status, std::move(extra));
+      std::printf("done: %s after %llu steps; report %s\n", status.c_str(),
+                  static_cast<unsigned long long>(progress.step), cfg.report.c_str());
+      std::fflush(stdout);
+    }
+    // No destructor runs past _Exit: remove the ipc socket files the fabric would have removed.
+    if (node) fabric::remove_ipc_file(node->command_endpoint());
+    if (broker) broker->remove_socket_files();
+    std::_Exit(code);
+  };
   std::thread watchdog([&] {
     while (!finished.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (broker) {
+        for (const auto& l : broker->lost()) {
+          if (!l.self_reported) continue;
+          const auto failure = "rank " + std::to_string(l.rank) + " on " + l.host + ": " + l.reason;
+          std::fprintf(stderr, "esper run: failed: %s\n", failure.c_str());
+          exit_now("failed: " + failure, json{{"error", failure}, {"failed_rank", l.rank}}, 1);
+        }
+      }
+      const auto grace = grace_deadline_ns.load();
+      if (grace != 0 && now_ns() > grace) {
+        exit_now("stopped by shutdown; its grace period ran out before the job ended cleanly", json{}, 3);
+      }
       const auto stalled = std::chrono::nanoseconds(now_ns() - progress.boundary_ns.load());
       const bool lost = broker && broker->counters().ranks_lost > 0;
       const bool signalled = stop_requested();
@@ -420,181 +500,219 @@ int run(const RunConfig& cfg, mpi::Session& session) {
         continue;
       }
       const auto missing = broker ? lost_ranks(*broker, world.size) : std::vector<int>{};
-      std::string status = signalled ? "terminated by a signal while blocked" : "stopped";
-      int code = 2;
-      if (!missing.empty()) {
-        status = "rank " + json(missing).dump() + " lost";
-        code = 5;
-      }
-      if (leader && !finished.load()) {
-        write_report(status, json{{"lost_ranks", missing}});
-        std::printf("done: %s after %llu steps; report %s\n", status.c_str(),
-                    static_cast<unsigned long long>(progress.step), cfg.report.c_str());
-        std::fflush(stdout);
-      }
-      // No destructor runs past _Exit: remove the ipc socket files the fabric would have removed.
-      if (node) fabric::remove_ipc_file(node->command_endpoint());
-      if (broker) broker->remove_socket_files();
-      std::_Exit(code);
+      if (missing.empty()) exit_now("terminated by a signal while blocked", json{}, 2);
+      json reasons = json::array();
+      for (const auto& l : broker->lost()) reasons.push_back({{"rank", l.rank}, {"host", l.host}, {"reason", l.reason}});
+      exit_now("rank " + json(missing).dump() + " lost", json{{"lost_ranks", missing}, {"lost", reasons}}, 5);
     }
   });
+  // An error on this rank from here on: the others are, or will be, waiting in a collective for
+  // it. Say where and why, let rank 0 write the report (it learns the cause through the fabric),
+  // and end the whole job.
+  auto fail_job = [&](const std::string& cause) {
+    const auto failure = where + ": " + cause;
+    std::fprintf(stderr, "esper run: failed: %s\n", failure.c_str());
+    std::fflush(stderr);
+    if (leader) {
+      finished = true;  // the watchdog writes no report of its own now
+      write_report("failed: " + failure, json{{"error", failure}, {"failed_rank", world.rank}});
+      std::printf("done: failed: %s after %llu steps; report %s\n", failure.c_str(),
+                  static_cast<unsigned long long>(progress.step), cfg.report.c_str());
+      std::fflush(stdout);
+    } else if (node && node->report_failure(cause, std::chrono::seconds(2))) {
+      // Rank 0 ends the job once its broker has the notice; should it not, MPI_Abort does.
+      const auto until = Clock::now() + std::chrono::seconds(5);
+      while (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (node) fabric::remove_ipc_file(node->command_endpoint());
+    if (broker) broker->remove_socket_files();
+    MPI_Abort(session.comm(), 1);
+    std::_Exit(1);
+  };
 
-  // Training.
   std::string status = "completed";
   int exit_code = 0;
-  std::uint64_t transitions = 0;
-  std::vector<wire::SeedMetrics> records;
-  auto last_report = Clock::now();
-  std::uint64_t records_at_last_report = 0;
-  std::uint64_t records_published = 0;  // handed to the node (it batches them per 100 ms window)
-  const auto training_started = Clock::now();
-  // Steady state: the steps after the first tenth, past start-up transients (connections, the
-  // first heartbeats and batches, caches) — what a long job's step costs.
-  const std::uint64_t steady_from = cfg.layer.steps / 10;
-  auto steady_started = training_started;
-  for (step = 0; step < cfg.layer.steps; ++step) {
-    if (step == steady_from) steady_started = Clock::now();
-    // One collective per boundary: whether any rank was signalled, and (with the fabric) the
-    // commands every replica applies now.
-    progress.boundary_ns = now_ns();
-    bool stop = stop_requested();
-    if (commands) {
-      commands->boundary(step, apply, &stop);
-    } else {
-      int any = stop ? 1 : 0;
-      mpi::check(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, session.comm()), "MPI_Allreduce(stop)");
-      stop = any != 0;
-    }
-    if (stop) {
-      status = "stopped by a signal";
-      exit_code = 2;
-      break;
-    }
-    if (stop_by_command) {
-      status = "stopped by " + stop_reason;
-      exit_code = 3;
-      break;
-    }
-    double loss = 0;
-    std::array<std::uint32_t, lifecycle::kStateCount> states{};
-    for (std::size_t l = 0; l < drivers.size(); ++l) {
-      const auto r = drivers[l]->step();
-      loss += r.loss / static_cast<double>(drivers.size());
-      for (std::size_t s = 0; s < states.size(); ++s) states[s] += r.states[s];
-      if (node) {
-        records.clear();
-        const auto& pop = drivers[l]->population();
-        for (std::uint32_t c = 0; c < pop.size(); ++c) {
-          const auto& seed = pop.seed(c);
-          const auto& m = drivers[l]->metrics(static_cast<int>(c));
-          const auto& t = drivers[l]->telemetry()[c];
-          const auto& part = drivers[l]->layer().partition();
-          const auto width = part.end(static_cast<int>(c)) - part.begin(static_cast<int>(c));
-          records.emplace_back(step, c, seed.steps_in_state(), static_cast<float>(t.mean()),
-                               static_cast<float>(t.variance()),
-                               width > 0 ? static_cast<float>(t.dead_units) / static_cast<float>(width) : 0.0f,
-                               static_cast<float>(m.chunk_loss),
-                               static_cast<float>(m.shadow_loss), static_cast<float>(m.weight_drift), seed.alpha(),
-                               static_cast<float>(m.stability), seed.state(),
-                               static_cast<std::uint8_t>(std::min<std::uint32_t>(seed.error_count(), 255)), 0);
+  try {
+    // Training.
+    std::uint64_t transitions = 0;
+    std::vector<wire::SeedMetrics> records;
+    auto last_report = Clock::now();
+    std::uint64_t records_at_last_report = 0;
+    std::uint64_t records_published = 0;  // handed to the node (it batches them per 100 ms window)
+    const auto training_started = Clock::now();
+    // Steady state: the steps after the first tenth, past start-up transients (connections, the
+    // first heartbeats and batches, caches) — what a long job's step costs.
+    const std::uint64_t steady_from = cfg.layer.steps / 10;
+    auto steady_started = training_started;
+    for (step = 0; step < cfg.layer.steps; ++step) {
+      if (step == steady_from) steady_started = Clock::now();
+      // One collective per boundary: whether any rank was signalled, and (with the fabric) the
+      // commands every replica applies now.
+      progress.boundary_ns = now_ns();
+      bool stop = stop_requested();
+      if (commands) {
+        commands->boundary(step, apply, &stop);
+      } else {
+        int any = stop ? 1 : 0;
+        mpi::check(MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, session.comm()), "MPI_Allreduce(stop)");
+        stop = any != 0;
+      }
+      if (stop) {
+        status = "stopped by a signal";
+        exit_code = 2;
+        break;
+      }
+      if (job_commands && job_commands->stop().requested) {
+        const auto& s = job_commands->stop();
+        status = "stopped by " + s.reason;
+        exit_code = 3;
+        if (s.shutdown) {
+          grace_deadline_ns = now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(s.grace).count();
         }
-        node->publish(static_cast<std::uint32_t>(l), records);
-        records_published += records.size();
+        break;
+      }
+      if (cfg.fail_at_step >= 0 && static_cast<std::uint64_t>(cfg.fail_at_step) == step &&
+          cfg.fail_rank == world.rank) {
+        throw Error("injected failure at step " + std::to_string(step) + " (--fail-at-step)");
+      }
+      if (cfg.step_sleep.count() > 0) std::this_thread::sleep_for(cfg.step_sleep);
+      double loss = 0;
+      std::array<std::uint32_t, lifecycle::kStateCount> states{};
+      for (std::size_t l = 0; l < drivers.size(); ++l) {
+        const auto layer_started = Clock::now();
+        const auto r = drivers[l]->step();
+        const double layer_seconds = std::chrono::duration<double>(Clock::now() - layer_started).count();
+        loss += r.loss / static_cast<double>(drivers.size());
+        for (std::size_t s = 0; s < states.size(); ++s) states[s] += r.states[s];
+        if (node) {
+          records.clear();
+          const auto& pop = drivers[l]->population();
+          for (std::uint32_t c = 0; c < pop.size(); ++c) {
+            const auto& seed = pop.seed(c);
+            const auto& m = drivers[l]->metrics(static_cast<int>(c));
+            const auto& t = drivers[l]->telemetry()[c];
+            const auto& part = drivers[l]->layer().partition();
+            const auto width = part.end(static_cast<int>(c)) - part.begin(static_cast<int>(c));
+            records.emplace_back(step, c, seed.steps_in_state(), static_cast<float>(t.mean()),
+                                 static_cast<float>(t.variance()),
+                                 width > 0 ? static_cast<float>(t.dead_units) / static_cast<float>(width) : 0.0f,
+                                 static_cast<float>(m.chunk_loss), static_cast<float>(m.shadow_loss),
+                                 static_cast<float>(m.weight_drift), seed.alpha(), static_cast<float>(m.stability),
+                                 seed.state(), static_cast<std::uint8_t>(std::min<std::uint32_t>(seed.error_count(), 255)),
+                                 0);
+          }
+          node->set_layer_stats(static_cast<std::uint32_t>(l), layer_seconds,
+                                layer_seconds > 0 ? static_cast<double>(cfg.layer.batch) / layer_seconds : 0.0);
+          node->publish(static_cast<std::uint32_t>(l), records);
+          records_published += records.size();
+        }
+      }
+      if (node) node->set_step(step + 1);
+      if (schedule) schedule->at_step(step + 1);
+      const bool tick = step % cfg.progress_every == 0 || step + 1 == cfg.layer.steps;
+      {
+        std::lock_guard lock(progress.mu);
+        if (progress.first_loss < 0) progress.first_loss = loss;
+        progress.last_loss = loss;
+        progress.step = step + 1;
+        if (tick) progress.curve.push_back({{"step", step}, {"loss", loss}});
+      }
+      if (leader && tick) {
+        const auto now = Clock::now();
+        const auto published = records_published;
+        const double secs = std::chrono::duration<double>(now - last_report).count();
+        const double rate = secs > 0 ? static_cast<double>(published - records_at_last_report) / secs : 0.0;
+        last_report = now;
+        records_at_last_report = published;
+        std::printf("step %llu/%llu loss %.5f seeds %s telemetry %.0f rec/s commands %llu\n",
+                    static_cast<unsigned long long>(step), static_cast<unsigned long long>(cfg.layer.steps), loss,
+                    state_counts(states).c_str(), rate,
+                    static_cast<unsigned long long>(commands ? commands->counts().applied : 0));
+        std::fflush(stdout);
       }
     }
-    if (node) node->set_step(step + 1);
-    if (schedule) schedule->at_step(step + 1);
-    const bool tick = step % cfg.progress_every == 0 || step + 1 == cfg.layer.steps;
-    {
-      std::lock_guard lock(progress.mu);
-      if (progress.first_loss < 0) progress.first_loss = loss;
-      progress.last_loss = loss;
-      progress.step = step + 1;
-      if (tick) progress.curve.push_back({{"step", step}, {"loss", loss}});
+
+    // The training loop alone: what a step costs, without start-up and shutdown.
+    const auto training_ended = Clock::now();
+    const double train_seconds = std::chrono::duration<double>(training_ended - training_started).count();
+    const double steady_seconds = std::chrono::duration<double>(training_ended - steady_started).count();
+
+    // Replicas must agree, layer by layer.
+    json digests = json::array();
+    bool equal = true;
+    for (const auto& d : drivers) {
+      const auto agreement = coll->agree(d->digest());
+      equal = equal && agreement.equal;
+      json per_rank = json::array();
+      for (const auto v : agreement.digests) per_rank.push_back(fmt::format("{:016x}", v));
+      digests.push_back(per_rank);
+      transitions += d->transitions();
     }
-    if (leader && tick) {
-      const auto now = Clock::now();
-      const auto published = records_published;
-      const double secs = std::chrono::duration<double>(now - last_report).count();
-      const double rate = secs > 0 ? static_cast<double>(published - records_at_last_report) / secs : 0.0;
-      last_report = now;
-      records_at_last_report = published;
-      std::printf("step %llu/%llu loss %.5f seeds %s telemetry %.0f rec/s commands %llu\n",
-                  static_cast<unsigned long long>(step), static_cast<unsigned long long>(cfg.layer.steps), loss,
-                  state_counts(states).c_str(), rate,
-                  static_cast<unsigned long long>(commands ? commands->counts().applied : 0));
+    if (!equal) {
+      status = "replicas diverged";
+      exit_code = 4;
+    }
+    // The end: no more commands; what was not applied is answered as such, on every rank. After a
+    // Shutdown, what is left of its grace bounds the wait for the schedule's outcomes.
+    const auto left = [&] {
+      const auto g = grace_deadline_ns.load();
+      if (g == 0) return std::chrono::milliseconds(10'000);
+      return std::chrono::milliseconds(std::max<std::int64_t>(0, (g - now_ns()) / 2'000'000));
+    };
+    if (schedule) schedule->stop_sending();
+    if (commands) commands->finish(step);
+    if (schedule) schedule->finish(left());
+    if (control) control->stop();
+    mpi::check(MPI_Barrier(session.comm()), "MPI_Barrier");
+    if (node) node->stop();  // flushes telemetry
+
+    finished = true;
+    watchdog.join();
+    if (leader) {
+      json layers = json::array();
+      double base = 0, final_loss = 0;
+      for (std::size_t l = 0; l < drivers.size(); ++l) {
+        const auto sm = drivers[l]->summary();
+        base += sm.base_loss / static_cast<double>(drivers.size());
+        final_loss += sm.final_loss / static_cast<double>(drivers.size());
+        json states = json::object();
+        for (std::size_t i = 0; i < sm.states.size(); ++i) {
+          if (sm.states[i]) states[wire::EnumNamesSeedState()[i]] = sm.states[i];
+        }
+        json seed_states = json::array();
+        for (const auto s : sm.seed_states) seed_states.push_back(wire::EnumNameSeedState(static_cast<wire::SeedState>(s)));
+        json held = json::array();
+        for (std::uint32_t c = 0; c < sm.seed_states.size(); ++c) {
+          if (job_commands && job_commands->held(static_cast<std::uint32_t>(l), c)) held.push_back(c);
+        }
+        layers.push_back({{"layer", l}, {"base_loss", sm.base_loss}, {"final_loss", sm.final_loss},
+                          {"reduction", sm.reduction}, {"seeds", states}, {"seed_states", seed_states},
+                          {"held_by_emergency_stop", held}, {"transitions", sm.transitions}});
+      }
+      json extra;
+      extra["loss"] = {{"base_held_out", base},
+                       {"final_held_out", final_loss},
+                       {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0}};
+      extra["layers"] = layers;
+      extra["transitions"] = transitions;
+      extra["train_seconds"] = train_seconds;
+      extra["step_ms"] = step > 0 ? 1000.0 * train_seconds / static_cast<double>(step) : 0.0;
+      extra["steady_step_ms"] =
+          step > steady_from ? 1000.0 * steady_seconds / static_cast<double>(step - steady_from) : 0.0;
+      extra["digests"] = {{"equal", equal}, {"per_layer", digests}};
+      if (commands) {
+        const auto& k = commands->counts();
+        extra["commands"] = {{"received", k.received}, {"applied", k.applied}, {"stale", k.stale},
+                             {"timed_out", k.timed_out}, {"answered", k.answered}};
+      }
+      write_report(status, std::move(extra));
+      std::printf("done: %s after %llu steps; held-out loss %.5f -> %.5f (%.1f%% lower); digests %s; report %s\n",
+                  status.c_str(), static_cast<unsigned long long>(step), base, final_loss,
+                  base > 0 ? 100.0 * (1.0 - final_loss / base) : 0.0, equal ? "equal" : "DIFFER", cfg.report.c_str());
       std::fflush(stdout);
     }
-  }
-
-  // The training loop alone: what a step costs, without start-up and shutdown.
-  const auto training_ended = Clock::now();
-  const double train_seconds = std::chrono::duration<double>(training_ended - training_started).count();
-  const double steady_seconds = std::chrono::duration<double>(training_ended - steady_started).count();
-
-  // Replicas must agree, layer by layer.
-  json digests = json::array();
-  bool equal = true;
-  for (const auto& d : drivers) {
-    const auto agreement = coll->agree(d->digest());
-    equal = equal && agreement.equal;
-    json per_rank = json::array();
-    for (const auto v : agreement.digests) per_rank.push_back(fmt::format("{:016x}", v));
-    digests.push_back(per_rank);
-    transitions += d->transitions();
-  }
-  if (!equal) {
-    status = "replicas diverged";
-    exit_code = 4;
-  }
-  // The end: no more commands; what was not applied is answered as such, on every rank.
-  if (schedule) schedule->stop_sending();
-  if (commands) commands->finish(step);
-  if (schedule) schedule->finish();
-  if (control) control->stop();
-  mpi::check(MPI_Barrier(session.comm()), "MPI_Barrier");
-  if (node) node->stop();
-
-  finished = true;
-  watchdog.join();
-  if (leader) {
-    json layers = json::array();
-    double base = 0, final_loss = 0;
-    for (std::size_t l = 0; l < drivers.size(); ++l) {
-      const auto sm = drivers[l]->summary();
-      base += sm.base_loss / static_cast<double>(drivers.size());
-      final_loss += sm.final_loss / static_cast<double>(drivers.size());
-      json states = json::object();
-      for (std::size_t i = 0; i < sm.states.size(); ++i) {
-        if (sm.states[i]) states[wire::EnumNamesSeedState()[i]] = sm.states[i];
-      }
-      json seed_states = json::array();
-      for (const auto s : sm.seed_states) seed_states.push_back(wire::EnumNameSeedState(static_cast<wire::SeedState>(s)));
-      layers.push_back({{"layer", l}, {"base_loss", sm.base_loss}, {"final_loss", sm.final_loss},
-                        {"reduction", sm.reduction}, {"seeds", states}, {"seed_states", seed_states},
-                        {"transitions", sm.transitions}});
-    }
-    json extra;
-    extra["loss"] = {{"base_held_out", base},
-                     {"final_held_out", final_loss},
-                     {"reduction", base > 0 ? 1.0 - final_loss / base : 0.0}};
-    extra["layers"] = layers;
-    extra["transitions"] = transitions;
-    extra["train_seconds"] = train_seconds;
-    extra["step_ms"] = step > 0 ? 1000.0 * train_seconds / static_cast<double>(step) : 0.0;
-    extra["steady_step_ms"] =
-        step > steady_from ? 1000.0 * steady_seconds / static_cast<double>(step - steady_from) : 0.0;
-    extra["digests"] = {{"equal", equal}, {"per_layer", digests}};
-    if (commands) {
-      const auto& k = commands->counts();
-      extra["commands"] = {{"received", k.received}, {"applied", k.applied}, {"stale", k.stale},
-                           {"timed_out", k.timed_out}, {"answered", k.answered}};
-    }
-    write_report(status, std::move(extra));
-    std::printf("done: %s after %llu steps; held-out loss %.5f -> %.5f (%.1f%% lower); digests %s; report %s\n",
-                status.c_str(), static_cast<unsigned long long>(step), base, final_loss,
-                base > 0 ? 100.0 * (1.0 - final_loss / base) : 0.0, equal ? "equal" : "DIFFER", cfg.report.c_str());
-    std::fflush(stdout);
+  } catch (const std::exception& e) {
+    fail_job(e.what());
   }
   return exit_code;
 }

@@ -27,6 +27,7 @@ struct RunConfig {
   std::chrono::milliseconds heartbeat{1000};
   std::string policy = "balanced";      // the embedded controller's preset, or "none"
   std::string schedule = "none";        // scripted commands instead: advance | random:N | none
+  std::uint64_t schedule_count = 0;     // N of random:N (checked by the command line)
   std::uint32_t schedule_every = 10;    // steps between the scripted commands
   std::uint32_t progress_every = 50;
   std::string report = "esper-report.json";
@@ -35,10 +36,23 @@ struct RunConfig {
   // auto | cpu | cuda. auto: CUDA when every rank has a usable device of its own and the build has
   // NCCL, else CPU; cuda without that is an error. Every rank uses the same kind (docs/seed-layers.md).
   std::string device = "auto";
+  // How long a rank's node and rank 0's controller wait to join the broker before the job fails.
+  std::chrono::milliseconds connect_timeout{10'000};
+
+  // Test hooks (hidden options): a step that sleeps this long before it runs (a slow job); an
+  // error thrown on rank `fail_rank` at the boundary before step `fail_at_step` (-1: never); a
+  // controller pointed at a broker that does not exist.
+  std::chrono::milliseconds step_sleep{0};
+  std::int64_t fail_at_step = -1;
+  int fail_rank = 0;
+  bool inject_controller_join_failure = false;
 };
 
-// Exit codes: 1 an error (esper::Error, e.g. --device cuda without a usable device); 0 completed; 2 stopped by a signal; 3 stopped by an EmergencyStop/Shutdown command;
-// 4 replicas diverged (state digests differ); 5 a peer rank was lost.
+// Exit codes: 0 completed; 1 an error on any rank (an invalid option, a broker that cannot be
+// reached, a controller that cannot join, an exception mid-training: the whole job ends, rank 0's
+// report says which rank failed, on which host, and why); 2 stopped by a signal; 3 stopped by a
+// job-wide EmergencyStop or a Shutdown command; 4 replicas diverged (state digests differ); 5 a
+// peer rank was lost (no heartbeat, or it died).
 int run(const RunConfig& config, mpi::Session& session);
 
 }  // namespace esper::rank

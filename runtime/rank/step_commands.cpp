@@ -1,15 +1,26 @@
 #include "rank/step_commands.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cstring>
 
+#include "core/error.hpp"
 #include "mpi/bootstrap.hpp"
 #include "wire/builders.hpp"
 
 namespace esper::rank {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 enum class Decision : std::uint8_t { Apply = 0, Stale = 1, Timeout = 2 };
-constexpr std::size_t kDecidedWindow = 4096;
+// Decisions are kept for copies still on their way; a copy arriving after this many decisions, or
+// later than kKeepPastDeadline after its command's deadline, finds none (it is expired by then
+// and is answered TIMEOUT, never applied).
+constexpr std::size_t kDecidedWindow = 65536;
+constexpr std::uint64_t kKeepPastDeadlineNs = 60'000'000'000ull;
+constexpr std::size_t kEntryHead = 1 + sizeof(std::uint32_t);
 
 void put(std::vector<std::uint8_t>& out, const void* p, std::size_t n) {
   const auto* b = static_cast<const std::uint8_t*>(p);
@@ -23,23 +34,42 @@ wire::CommandResultT status_only(wire::Status s, std::string error) {
   return r;
 }
 
+std::uint64_t deadline_ns(const wire::Command& c, const wire::Envelope& e) {
+  const std::uint64_t sent = e.timestamp_ns() != 0 ? e.timestamp_ns() : wire::wall_clock_ns();
+  return sent + static_cast<std::uint64_t>(c.timeout_ms()) * 1'000'000ull;
+}
+
+int priority_rank(wire::Priority p) {
+  const auto i = static_cast<int>(p);
+  return i >= 0 && i <= 3 ? i : 1;  // an unknown priority counts as NORMAL
+}
+
 }  // namespace
 
 StepCommands::StepCommands(fabric::Node* node, int world_rank, MPI_Comm comm)
-    : node_(node), rank_(world_rank), comm_(comm) {}
+    : node_(node), rank_(world_rank), comm_(comm) {
+  mpi::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
 
-void StepCommands::answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result) {
+void StepCommands::answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result,
+                                  std::uint64_t forget_after_ns) {
   if (auto it = inbox_.find(k); it != inbox_.end()) {
-    node_->answer(it->second.id(), p, std::move(result));
+    node_->answer(it->second.id(), p, std::move(result));  // the node answers its retries from its cache
     ++counts_.answered;
     inbox_.erase(it);
     return;
   }
-  decided_.emplace(k, std::move(result));
-  decided_order_.push_back(k);
-  if (decided_order_.size() > kDecidedWindow) {
-    decided_.erase(decided_order_.front());
-    decided_order_.erase(decided_order_.begin());
+  // Decided on another rank's copy: ours may still be on its way.
+  if (decided_.emplace(k, Decided{std::move(result), forget_after_ns}).second) decided_order_.push_back(k);
+}
+
+void StepCommands::forget_old_decisions() {
+  const auto now = wire::wall_clock_ns();
+  while (!decided_order_.empty()) {
+    const auto it = decided_.find(decided_order_.front());
+    if (it != decided_.end() && decided_order_.size() <= kDecidedWindow && it->second.forget_after_ns > now) break;
+    if (it != decided_.end()) decided_.erase(it);
+    decided_order_.pop_front();
   }
 }
 
@@ -50,90 +80,120 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
     const auto id = c.id();
     const Key k{id.sender(), id.seq()};
     if (auto d = decided_.find(k); d != decided_.end()) {
-      node_->answer(id, c.envelope().priority(), d->second);
+      node_->answer(id, c.envelope().priority(), d->second.result);
       ++counts_.answered;
       continue;
     }
     inbox_.emplace(k, std::move(c));
   }
+  forget_old_decisions();
 
-  // The leader decides and broadcasts [decision u8][priority u8][length u32][envelope]...
-  std::vector<std::uint8_t> plan;
-  if (rank_ == 0) {
-    for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
-      const auto& c = it->second;
-      const std::int64_t at = c.command().apply_at_step();
-      Decision d;
-      if (c.expired()) {
-        d = Decision::Timeout;
-      } else if (at >= 0 && static_cast<std::uint64_t>(at) < step) {
-        d = Decision::Stale;
-      } else if (at < 0 || static_cast<std::uint64_t>(at) == step) {
-        d = Decision::Apply;
-      } else {
-        continue;  // a future step
-      }
-      const auto bytes = fabric::bytes(*c.frame);
-      const auto len = static_cast<std::uint32_t>(bytes.size());
-      plan.push_back(static_cast<std::uint8_t>(d));
-      plan.push_back(static_cast<std::uint8_t>(c.envelope().priority()));
-      put(plan, &len, sizeof len);
-      put(plan, bytes.data(), bytes.size());
+  // This rank's part of the plan: [decision u8][length u32][envelope] per command decided now.
+  std::vector<std::uint8_t> mine;
+  for (const auto& [k, c] : inbox_) {
+    const std::int64_t at = c.command().apply_at_step();
+    Decision d;
+    if (c.expired()) {
+      d = Decision::Timeout;
+    } else if (at >= 0 && static_cast<std::uint64_t>(at) < step) {
+      d = Decision::Stale;
+    } else if (at < 0 || static_cast<std::uint64_t>(at) == step) {
+      d = Decision::Apply;
+    } else {
+      continue;  // a future step
     }
+    const auto bytes = fabric::bytes(*c.frame);
+    const auto len = static_cast<std::uint32_t>(bytes.size());
+    mine.push_back(static_cast<std::uint8_t>(d));
+    put(mine, &len, sizeof len);
+    put(mine, bytes.data(), bytes.size());
   }
-  // {any rank stopping, the plan's size}: the leader's size is the only one that is not 0.
-  std::uint64_t agreed[2] = {stop != nullptr && *stop ? 1u : 0u, plan.size()};
-  mpi::check(MPI_Allreduce(MPI_IN_PLACE, agreed, 2, MPI_UINT64_T, MPI_MAX, comm_), "MPI_Allreduce(boundary)");
-  if (stop != nullptr) *stop = agreed[0] != 0;
-  if (agreed[0] != 0) return 0;
-  if (agreed[1] > 0) {
-    plan.resize(agreed[1]);
-    mpi::check(MPI_Bcast(plan.data(), static_cast<int>(agreed[1]), MPI_BYTE, 0, comm_), "MPI_Bcast(commands)");
+
+  // {stopping, bytes} of every rank.
+  const auto n = static_cast<std::size_t>(size_);
+  std::uint64_t own[2] = {stop != nullptr && *stop ? 1u : 0u, mine.size()};
+  std::vector<std::uint64_t> all(2 * n);
+  mpi::check(MPI_Allgather(own, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, comm_), "MPI_Allgather(boundary)");
+  bool stopping = false;
+  std::uint64_t total = 0;
+  std::vector<int> counts(n), displs(n);
+  for (std::size_t r = 0; r < n; ++r) {
+    stopping = stopping || all[2 * r] != 0;
+    if (all[2 * r + 1] > static_cast<std::uint64_t>(INT_MAX) - total) {
+      throw Error("the commands of one step boundary exceed 2 GiB");
+    }
+    counts[r] = static_cast<int>(all[2 * r + 1]);
+    displs[r] = static_cast<int>(total);
+    total += all[2 * r + 1];
   }
+  if (stop != nullptr) *stop = stopping;
+  if (stopping) return 0;
+  if (total == 0) return 0;
+  std::vector<std::uint8_t> plan(total);
+  mpi::check(MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, plan.data(), counts.data(),
+                            displs.data(), MPI_BYTE, comm_),
+             "MPI_Allgatherv(commands)");
+
+  // Every rank reads the same plan the same way.
+  struct Item {
+    Decision decision;
+    Key key;
+    int priority;
+    std::uint64_t sent_ns;
+    wire::Message message;
+  };
+  std::vector<Item> items;
+  std::map<Key, std::size_t> index;
+  for (std::size_t at = 0; at + kEntryHead <= plan.size();) {
+    const auto d = static_cast<Decision>(plan[at]);
+    std::uint32_t len = 0;
+    std::memcpy(&len, plan.data() + at + 1, sizeof len);
+    if (len > plan.size() - at - kEntryHead) break;  // cannot happen: every rank wrote whole entries
+    const std::span<const std::uint8_t> bytes(plan.data() + at + kEntryHead, len);
+    at += kEntryHead + len;
+    auto msg = decoder_.decode(bytes);  // verified by the rank that received it; the same on every rank
+    if (!msg || msg->kind() != wire::Body::Command || d > Decision::Timeout) continue;
+    const auto id = *msg->envelope().msg_id();
+    const Key k{id.sender(), id.seq()};
+    if (index.contains(k)) continue;  // another rank's copy: the lowest rank's decision counts
+    index.emplace(k, items.size());
+    items.push_back(Item{d, k, priority_rank(msg->envelope().priority()), msg->envelope().timestamp_ns(),
+                         std::move(*msg)});
+  }
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    if (a.priority != b.priority) return a.priority > b.priority;
+    if (a.sent_ns != b.sent_ns) return a.sent_ns < b.sent_ns;
+    return a.key < b.key;
+  });
 
   std::size_t applied = 0;
-  for (std::size_t at = 0; at + 6 <= plan.size();) {
-    const auto d = static_cast<Decision>(plan[at]);
-    const auto priority = static_cast<wire::Priority>(plan[at + 1]);
-    std::uint32_t len = 0;
-    std::memcpy(&len, plan.data() + at + 2, sizeof len);
-    const std::span<const std::uint8_t> bytes(plan.data() + at + 6, len);
-    at += 6 + len;
-    auto msg = decoder_.decode(bytes);  // the leader verified it; every replica reads the same bytes
-    if (!msg || msg->kind() != wire::Body::Command) continue;
-    const auto id = *msg->envelope().msg_id();
+  for (auto& item : items) {
+    const auto& env = item.message.envelope();
+    const auto& cmd = *item.message.body<wire::Command>();
     wire::CommandResultT result;
-    switch (d) {
-      case Decision::Apply:
-        result = apply(*msg->body<wire::Command>(), msg->envelope());
+    switch (item.decision) {
+      case Decision::Apply: {
+        const auto started = Clock::now();
+        result = apply(cmd, env);
+        result.execution_ns = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count());
         result.applied_at_step = static_cast<std::int64_t>(step);
         ++counts_.applied;
         ++applied;
         break;
+      }
       case Decision::Stale:
-        result = status_only(wire::Status::STALE, "arrived after its step " +
-                                                      std::to_string(msg->body<wire::Command>()->apply_at_step()) +
+        result = status_only(wire::Status::STALE, "arrived after its step " + std::to_string(cmd.apply_at_step()) +
                                                       " (now " + std::to_string(step) + "); re-issue it");
         ++counts_.stale;
         break;
       case Decision::Timeout:
-        result = status_only(wire::Status::TIMEOUT, "its sender gave up before step " + std::to_string(step));
+        result = status_only(wire::Status::TIMEOUT, "its sender's deadline passed before step " +
+                                                        std::to_string(step) + "; not applied");
         ++counts_.timed_out;
         break;
     }
-    answer_or_keep({id.sender(), id.seq()}, priority, std::move(result));
-  }
-
-  // Copies the leader never decided on (it never got them) are answered once their sender gave up.
-  for (auto it = inbox_.begin(); it != inbox_.end();) {
-    if (rank_ != 0 && it->second.expired()) {
-      node_->answer(it->second.id(), it->second.envelope().priority(), fabric::Node::expired_result(it->second));
-      ++counts_.timed_out;
-      ++counts_.answered;
-      it = inbox_.erase(it);
-    } else {
-      ++it;
-    }
+    answer_or_keep(item.key, env.priority(), std::move(result), deadline_ns(cmd, env) + kKeepPastDeadlineNs);
   }
   return applied;
 }
@@ -143,7 +203,7 @@ void StepCommands::finish(std::uint64_t step) {
   for (auto& c : node_->take_commands()) {
     const Key k{c.id().sender(), c.id().seq()};
     if (auto d = decided_.find(k); d != decided_.end()) {
-      node_->answer(c.id(), c.envelope().priority(), d->second);
+      node_->answer(c.id(), c.envelope().priority(), d->second.result);
     } else {
       inbox_.emplace(k, std::move(c));
     }

@@ -1,16 +1,20 @@
 // Step-consistent commands (DESIGN.md §6): every replica applies a command at the same step
-// boundary, or none does.
+// boundary, or none does — whichever rank received it.
 //
-// At each boundary every rank takes the commands its node received. Rank 0 (the leader) decides
-// for each of its own: apply now (apply_at_step is -1 or this step), STALE (its step has passed),
-// TIMEOUT (its sender gave up), or later (a future step: kept). It broadcasts the decisions with
-// the command bytes over MPI; every rank then applies exactly those, in that order, from those
-// bytes, and answers its own copy of each with the same result — at once if it has the copy, or
-// when the copy arrives (results are kept for a bounded window). A copy the leader never decides
-// on is answered TIMEOUT once its sender has given up.
+// At each boundary every rank takes the commands its node received and decides for each of its
+// own copies: apply now (apply_at_step is -1 or this step), STALE (its step has passed), TIMEOUT
+// (its sender's deadline has passed: it will not be applied), or later (a future step: kept). One
+// collective gathers every rank's decisions with the command bytes; every rank then reads the same
+// plan: each command once (where several ranks hold a copy, the lowest rank's decision counts),
+// the ones to apply in priority order (CRITICAL first), then in the order they were sent (the
+// envelope's timestamp, then msg_id). Every rank applies exactly those, from those bytes, and
+// answers its own copy of each with the result — at once if it has the copy, or when the copy
+// arrives (results are kept until well past the command's deadline). So a command to `rank:1` is
+// applied on every replica and answered by rank 1; a command to `all` is answered by every rank.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <utility>
@@ -30,8 +34,8 @@ class StepCommands {
 
   // Collective: every rank calls it at every step boundary. Returns the number applied.
   // With `stop`, the same collective also agrees on it: on return *stop is true when any rank's
-  // was, and then nothing is applied (what was taken stays for finish()). One allreduce per step
-  // carries both; the commands' bytes follow in a broadcast only when there are any.
+  // was, and then nothing is applied (what was taken stays for finish()). One allgather per step
+  // carries both; the commands' bytes follow in a second one only when there are any.
   std::size_t boundary(std::uint64_t step, const Apply& apply, bool* stop = nullptr);
   // Collective, after the last boundary: every command not applied is answered REJECTED ("the job
   // ended"), on every rank, and so is every command that arrives later.
@@ -44,14 +48,20 @@ class StepCommands {
 
  private:
   using Key = std::pair<std::uint64_t, std::uint64_t>;
-  void answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result);
+  struct Decided {
+    wire::CommandResultT result;
+    std::uint64_t forget_after_ns;  // wall clock: well past the command's deadline
+  };
+  void answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result, std::uint64_t forget_after_ns);
+  void forget_old_decisions();
 
   fabric::Node* node_;
   int rank_;
+  int size_ = 1;
   MPI_Comm comm_;
-  std::map<Key, fabric::TakenCommand> inbox_;          // own copies not answered yet
-  std::map<Key, wire::CommandResultT> decided_;        // results for copies still to arrive
-  std::vector<Key> decided_order_;
+  std::map<Key, fabric::TakenCommand> inbox_;  // own copies not answered yet
+  std::map<Key, Decided> decided_;             // results for copies still to arrive
+  std::deque<Key> decided_order_;
   wire::Decoder decoder_;
   Counts counts_;
 };

@@ -13,10 +13,16 @@ namespace {
 
 using namespace fabric::testing;
 
+// One MPI session per process, whichever tests it runs.
+mpi::Session& mpi_session() {
+  static int argc = 0;
+  static char** argv = nullptr;
+  static mpi::Session session(argc, argv);
+  return session;
+}
+
 TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
-  int argc = 0;
-  char** argv = nullptr;
-  mpi::Session session(argc, argv);
+  auto& session = mpi_session();
   zmq::context_t ctx;
   fabric::Broker broker(ctx, broker_options("inproc"));
   fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
@@ -83,6 +89,35 @@ TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
   ASSERT_TRUE(late.targets.at(0).has_result);
   EXPECT_EQ(late.targets[0].result.status, wire::Status::REJECTED);
   EXPECT_EQ(applied.size(), 2u);
+}
+
+// The plan of one boundary: CRITICAL before HIGH before NORMAL, then in the order sent.
+TEST(StepCommands, OneBoundaryAppliesByPriorityThenInTheOrderSent) {
+  auto& session = mpi_session();
+  zmq::context_t ctx;
+  fabric::Broker broker(ctx, broker_options("inproc"));
+  fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
+  ASSERT_TRUE(wait_for_ranks(broker, 1));
+  fabric::Client client(ctx, broker.endpoints().cmd);
+  StepCommands commands(&node, 0, session.comm());
+
+  const wire::CommandOptions at2{10'000, 2};
+  const std::vector<std::pair<std::string, wire::Priority>> sent = {
+      {"normal-1", wire::Priority::NORMAL}, {"low", wire::Priority::LOW},       {"normal-2", wire::Priority::NORMAL},
+      {"high", wire::Priority::HIGH},       {"critical", wire::Priority::CRITICAL}, {"normal-3", wire::Priority::NORMAL}};
+  for (const auto& [name, p] : sent) ASSERT_TRUE(client.send(wire::shutdown(wire::to_rank(0), name, 0, at2), p));
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (node.queued_commands() < sent.size() && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+  ASSERT_EQ(node.queued_commands(), sent.size());
+
+  std::vector<std::string> applied;
+  auto apply = [&](const wire::Command& c, const wire::Envelope&) {
+    applied.push_back(c.body_as_Shutdown()->reason()->str());
+    return wire::command_result(wire::Status::OK, 0);
+  };
+  for (std::uint64_t step = 0; step <= 2; ++step) commands.boundary(step, apply);
+  EXPECT_EQ(applied, (std::vector<std::string>{"critical", "high", "normal-1", "normal-2", "normal-3", "low"}));
+  commands.finish(3);
 }
 
 }  // namespace

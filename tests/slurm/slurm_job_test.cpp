@@ -169,9 +169,11 @@ TEST_F(SlurmJob, SrunJobsOfTwoAndFourTasksCompleteWithIdenticalReplicas) {
   const auto two = submit("slurm/esper.sbatch", "-n 2", "--steps 200");
   const auto four = submit("slurm/esper.sbatch", "-n 4", "--steps 200 --schedule random:40");
   const auto missing = submit("slurm/esper.sbatch", "-n 1 --export=ALL,ESPER_BIN=/nonexistent/esper", "--steps 200");
+  // An error on one rank mid-training ends the whole step, not at the walltime.
+  const auto failing = submit("slurm/esper.sbatch", "-n 2 --time=5", "--steps 1000000 --fail-at-step 30 --fail-rank 1");
   ASSERT_FALSE(HasFailure());
-  const auto states = wait_all({two, four, missing}, 120s);
-  std::printf("three jobs ended after %.1f s\n", seconds_since(started));
+  const auto states = wait_all({two, four, missing, failing}, 150s);
+  std::printf("four jobs ended after %.1f s\n", seconds_since(started));
 
   expect_completed(two, states.at(two), 2);
   expect_completed(four, states.at(four), 4);
@@ -184,6 +186,14 @@ TEST_F(SlurmJob, SrunJobsOfTwoAndFourTasksCompleteWithIdenticalReplicas) {
   EXPECT_NE(job_log(missing).find("esper binary not found or not executable: /nonexistent/esper"), std::string::npos)
       << job_log(missing);
   EXPECT_FALSE(fs::exists(out_dir(missing) / "stdout.log")) << "no rank started";
+
+  SCOPED_TRACE("job " + failing + " whose rank 1 fails at step 30");
+  EXPECT_EQ(states.at(failing), "FAILED") << diagnostics(failing);
+  EXPECT_NE(trim(slurp(out_dir(failing) / "exit_code")), "0");
+  const auto failed = json::parse(slurp(out_dir(failing) / "report.json"), nullptr, false);
+  EXPECT_EQ(failed.value("status", std::string()).rfind("failed: rank 1 on ", 0), 0u) << failed.dump();
+  EXPECT_NE(slurp(out_dir(failing) / "stderr.log").find("injected failure at step 30"), std::string::npos)
+      << diagnostics(failing);
 }
 
 TEST_F(SlurmJob, MpirunInsideTheAllocationCompletes) {
