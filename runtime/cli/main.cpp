@@ -1,12 +1,51 @@
-// esper — the command-line tools: broker, ctl, watch, controller, top, run.
+// esper — the command-line tools: broker, ctl, watch, controller, top; and run, which executes
+// esper-run (the rank program, with MPI and the kernels) from the same folder, so that the tools
+// themselves start in milliseconds on a login node without MPI or GPU libraries.
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <map>
+#include <vector>
 
 #include "commands.hpp"
 #include "core/error.hpp"
 
+namespace {
+
+// `esper [--log-level L] run ARGS`: the index of "run" in argv, or 0 when it is another subcommand.
+int run_subcommand(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--log-level=", 0) == 0) continue;
+    return a == "run" ? i : 0;
+  }
+  return 0;
+}
+
+// Replaces this process with esper-run (same pid: mpirun, srun and PMIx see the same rank).
+[[noreturn]] void exec_esper_run(char** argv) {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto path = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / "esper-run";
+  ::execv(path.c_str(), argv);
+  std::fprintf(stderr, "esper run: cannot execute %s: %s (it is built beside esper when MPI is found)\n",
+               path.c_str(), std::strerror(errno));
+  std::exit(127);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+#ifdef ESPER_HAVE_RUN
+  if (run_subcommand(argc, argv) != 0) exec_esper_run(argv);
+#endif
   CLI::App app{"esper: a runtime that grows neural networks while they train"};
   app.require_subcommand(1);
   std::string level = "info";
@@ -23,9 +62,10 @@ int main(int argc, char** argv) {
   runs[control] = esper::cli::add_controller(*control);
   auto* top = app.add_subcommand("top", "a live view of a running job");
   runs[top] = esper::cli::add_top(*top);
-#ifdef ESPER_HAVE_MPI
-  auto* run = app.add_subcommand("run", "the rank program: train seed layers as one rank of an MPI job");
-  runs[run] = esper::cli::add_run(*run, argc, argv);
+#ifdef ESPER_HAVE_RUN
+  // Listed for --help; executed by esper-run above (`esper run --help` shows its options).
+  app.add_subcommand("run", "the rank program: train seed layers as one rank of an MPI job (esper-run)")
+      ->allow_extras();
 #endif
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(level));
