@@ -16,11 +16,12 @@ PACK=build/kernels-gpu-pack
 if [ "${1:-}" = pack ]; then
   mkdir -p "$PACK/lib"
   for exe in build/kernels/tests/kernels/kernels_test build/kernels/tests/kernels/kernels_cuda_test \
-             build/kernels/bench/kernels/kernel_bench "${FULL_BUILD:-build/ci}/tests/morphogenesis/morphogenesis_cuda_test"; do
+             build/kernels/bench/kernels/kernel_bench "${FULL_BUILD:-build/ci}/tests/morphogenesis/morphogenesis_cuda_test" \
+             "${FULL_BUILD:-build/ci}/tests/mpi/collectives_test"; do
     if [ -x "$exe" ]; then cp "$exe" "$PACK/"; else echo "pack: $exe not built, left out"; fi
   done
   strip --strip-debug "$PACK"/*_test "$PACK"/kernel_bench 2> /dev/null
-  for exe in "$PACK"/kernel* "$PACK"/morphogenesis*; do
+  for exe in "$PACK"/kernel* "$PACK"/morphogenesis* "$PACK"/collectives*; do
     [ -x "$exe" ] || continue
     ldd "$exe" | awk '/=> \//{print $3}' | grep -Ev '/(libc|libm|libgcc_s|ld-linux[^/]*|libpthread|libdl|librt|libcu[^/]*)\.so' \
       | xargs -r cp -L -t "$PACK/lib"
@@ -62,6 +63,9 @@ run_test tests/kernels/kernels_cuda_test || status=1
 run_test tests/kernels/kernels_test || status=1
 # The driver on host-staged CUDA layers is not part of the standalone build: only run when packed.
 run_test tests/morphogenesis/morphogenesis_cuda_test optional || status=1
+# The NCCL collectives (one rank, one device; mpirun -np N with N devices checks the all-gather
+# across ranks): also from the full build, packed.
+run_test tests/mpi/collectives_test optional || status=1
 exe=$(pick bench/kernels/kernel_bench)
 if [ -n "$exe" ]; then
   "$exe" --benchmark_filter="${BENCH_FILTER:-BM_Cuda}" --benchmark_min_time=0.2 \

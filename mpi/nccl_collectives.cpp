@@ -3,6 +3,9 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <memory>
+#include <type_traits>
+
 #include "core/error.hpp"
 #include "mpi/bootstrap.hpp"
 #include "mpi/collectives.hpp"
@@ -18,30 +21,44 @@ void cuda_check(cudaError_t rc, const char* call) {
 }
 
 
+// Owners that free on every path, the constructor's failures included.
+struct CommFree {
+  void operator()(ncclComm_t c) const noexcept { ncclCommDestroy(c); }
+};
+struct StreamFree {
+  void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
+};
+struct DeviceFree {
+  void operator()(void* p) const noexcept { cudaFree(p); }
+};
+using Comm = std::unique_ptr<std::remove_pointer_t<ncclComm_t>, CommFree>;
+using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamFree>;
+using DeviceDigests = std::unique_ptr<std::uint64_t, DeviceFree>;
+
 class NcclCollectives final : public Collectives {
  public:
   explicit NcclCollectives(MPI_Comm comm) : comm_(comm), host_(make_mpi_collectives(comm)) {
-    int rank = 0;
-    MPI_Comm_rank(comm_, &rank);
-    MPI_Comm_size(comm_, &size_);
+    check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
     ncclUniqueId id{};
-    if (rank == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    if (rank_ == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
     check(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast(ncclUniqueId)");
-    nccl_check(ncclCommInitRank(&nccl_, size_, id, rank), "ncclCommInitRank");
-    cuda_check(cudaStreamCreate(&stream_), "cudaStreamCreate");
-    cuda_check(cudaMalloc(&digest_dev_, sizeof(std::uint64_t) * static_cast<std::size_t>(size_)), "cudaMalloc");
-  }
-  ~NcclCollectives() override {
-    cudaFree(digest_dev_);
-    cudaStreamDestroy(stream_);
-    ncclCommDestroy(nccl_);
+    ncclComm_t nccl = nullptr;
+    nccl_check(ncclCommInitRank(&nccl, size_, id, rank_), "ncclCommInitRank");
+    nccl_.reset(nccl);
+    cudaStream_t stream = nullptr;
+    cuda_check(cudaStreamCreate(&stream), "cudaStreamCreate");
+    stream_.reset(stream);
+    void* digests = nullptr;
+    cuda_check(cudaMalloc(&digests, sizeof(std::uint64_t) * static_cast<std::size_t>(size_)), "cudaMalloc");
+    digests_.reset(static_cast<std::uint64_t*>(digests));
   }
 
   void allreduce_mean(std::span<float> values) override {
     if (values.empty()) return;
-    nccl_check(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat, ncclAvg, nccl_, stream_),
+    nccl_check(ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat, ncclAvg, nccl_.get(), stream_.get()),
                "ncclAllReduce");
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    cuda_check(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
   }
 
   // Host control data: small, so MPI carries it.
@@ -49,20 +66,22 @@ class NcclCollectives final : public Collectives {
 
   void broadcast(std::span<float> values, int root) override {
     if (values.empty()) return;
-    nccl_check(ncclBroadcast(values.data(), values.data(), values.size(), ncclFloat, root, nccl_, stream_),
+    nccl_check(ncclBroadcast(values.data(), values.data(), values.size(), ncclFloat, root, nccl_.get(), stream_.get()),
                "ncclBroadcast");
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    cuda_check(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
   }
 
+  // In place, as NCCL allows it: each rank's digest at recvbuff + rank, the send buffer.
   DigestAgreement agree(std::uint64_t digest) override {
     DigestAgreement out;
     out.digests.resize(static_cast<std::size_t>(size_));
-    cuda_check(cudaMemcpy(digest_dev_, &digest, sizeof digest, cudaMemcpyHostToDevice), "cudaMemcpy");
-    nccl_check(ncclAllGather(digest_dev_, digest_dev_, 1, ncclUint64, nccl_, stream_), "ncclAllGather");
-    cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
-    cuda_check(cudaMemcpy(out.digests.data(), digest_dev_, sizeof(std::uint64_t) * out.digests.size(),
-                          cudaMemcpyDeviceToHost),
-               "cudaMemcpy");
+    std::uint64_t* mine = digests_.get() + rank_;
+    cuda_check(cudaMemcpyAsync(mine, &digest, sizeof digest, cudaMemcpyHostToDevice, stream_.get()), "cudaMemcpyAsync");
+    nccl_check(ncclAllGather(mine, digests_.get(), 1, ncclUint64, nccl_.get(), stream_.get()), "ncclAllGather");
+    cuda_check(cudaMemcpyAsync(out.digests.data(), digests_.get(), sizeof(std::uint64_t) * out.digests.size(),
+                               cudaMemcpyDeviceToHost, stream_.get()),
+               "cudaMemcpyAsync");
+    cuda_check(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
     for (const auto d : out.digests) out.equal = out.equal && d == out.digests.front();
     return out;
   }
@@ -72,10 +91,12 @@ class NcclCollectives final : public Collectives {
  private:
   MPI_Comm comm_;
   std::unique_ptr<Collectives> host_;
+  int rank_ = 0;
   int size_ = 1;
-  ncclComm_t nccl_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-  std::uint64_t* digest_dev_ = nullptr;
+  // Destroyed in reverse: the buffer and the stream before the communicator.
+  Comm nccl_;
+  Stream stream_;
+  DeviceDigests digests_;
 };
 
 }  // namespace
