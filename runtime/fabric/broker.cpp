@@ -11,6 +11,7 @@
 #include "fabric/job_state.hpp"
 #include "wire/builders.hpp"
 #include "wire/ids.hpp"
+#include "wire/validate.hpp"
 
 namespace esper::fabric {
 namespace {
@@ -104,6 +105,16 @@ struct Broker::Impl {
   void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
     bump(self.counters_.frames_rejected);
     self.rejects_.add(where, why, bytes(frame));
+  }
+  // A well-formed message with a value out of range (wire/validate.hpp): counted, kept, logged,
+  // and not acted on.
+  ValueRejectLog value_log;
+  void reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame) {
+    bump(self.counters_.values_rejected);
+    const char* kind = wire::EnumNameBody(m.kind());
+    self.rejects_.add("broker cmd", std::string("value out of range in ") + kind + ": " + problem, bytes(frame));
+    const auto* src = m.envelope().source();
+    value_log.reject("broker", kind, src ? src->rank() : -1, problem);
   }
 };
 
@@ -353,6 +364,11 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
                              std::to_string(world) + ", which does not hold it (0 = unknown)", frame);
     return;
   }
+  // Its layers and endpoint go into the route table and the RankJoined event the broker publishes.
+  if (auto problem = wire::check(m)) {
+    reject_values(m, *problem, frame);
+    return;
+  }
   auto& r = ranks[src->rank()];
   std::vector<std::uint32_t> layers;
   if (hb->layers() != nullptr) layers.assign(hb->layers()->begin(), hb->layers()->end());
@@ -488,6 +504,10 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
 
 void Broker::Impl::on_result(const zmq::message_t& frame, const wire::Message& m) {
   bump(self.counters_.results_received);
+  if (m.envelope().correlation_id() == nullptr) {  // answers nothing: dereferenced below
+    reject("broker cmd", "'R' frame holds a result without a correlation id", frame);
+    return;
+  }
   const auto it = pending.find(key_of(*m.envelope().correlation_id()));
   const auto* src = m.envelope().source();
   if (it == pending.end() || src == nullptr) return;  // late or duplicate: the client already has it
@@ -504,6 +524,12 @@ void Broker::Impl::on_result(const zmq::message_t& frame, const wire::Message& m
 // lost now, as if it had missed its heartbeats, with its own cause.
 void Broker::Impl::on_event(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
   const auto& event = *m.body<wire::Event>();
+  // Checked before it is stamped, applied to the job state or acted on: an event with a value out
+  // of range takes no sequence number and reaches no subscriber.
+  if (auto problem = wire::check(m)) {
+    reject_values(m, *problem, frame);
+    return;
+  }
   const auto* src = m.envelope().source();
   const std::int32_t rank = src ? src->rank() : -1;
   const auto* notice = event.body_as_RankLost();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "wire/validate.hpp"
+
 namespace esper::fabric {
 
 bool CommandOutcome::all_ok() const {
@@ -271,6 +273,10 @@ bool Client::wait_on_one_rank(std::chrono::milliseconds wait, std::vector<Comman
 void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
   const auto msg = expect(frame, wire::Body::RouteTable, frame::kRoutes);
   if (!msg) return;
+  if (auto problem = wire::check(*msg)) {  // the table stays as it was
+    reject_values(*msg, *problem, frame);
+    return;
+  }
   const auto* table = msg->body<wire::RouteTable>();
   std::map<std::int32_t, Peer> next;
   const bool connect = table->ranks() != nullptr && table->ranks()->size() <= options_.max_direct_ranks;
@@ -338,8 +344,25 @@ void Client::on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<C
   const auto it = pending_.find(k);
   if (it == pending_.end()) return;  // already complete
   auto& p = it->second;
-  const auto reason = static_cast<DispatchReason>(p8[16]);
   const std::size_t n = (d.size() - 17) / 4;
+  std::string problem;
+  if (p8[16] > static_cast<std::uint8_t>(DispatchReason::IdReused)) {
+    problem = "reason: " + std::to_string(p8[16]) + " is not a dispatch reason (0..5)";
+  }
+  for (std::size_t i = 0; i < n && problem.empty(); ++i) {
+    std::int32_t rank;
+    std::memcpy(&rank, p8 + 17 + 4 * i, 4);
+    if (rank < 0 || rank >= wire::kMaxRanks) {
+      problem = "ranks[" + std::to_string(i) + "]: " + std::to_string(rank) + " is not a rank id";
+    }
+  }
+  if (!problem.empty()) {  // as if it never came: the command is re-sent, or times out
+    bump(counters_.values_rejected);
+    rejects_.add("client", "value out of range in a dispatch frame: " + problem, bytes(d));
+    value_log_.reject("client", "dispatch", -1, problem);
+    return;
+  }
+  const auto reason = static_cast<DispatchReason>(p8[16]);
   for (std::size_t i = 0; i < n; ++i) {
     std::int32_t rank;
     std::memcpy(&rank, p8 + 17 + 4 * i, 4);
@@ -356,6 +379,14 @@ void Client::on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<C
   complete_if_done(k, p, done);
 }
 
+void Client::reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame) {
+  bump(counters_.values_rejected);
+  const char* kind = wire::EnumNameBody(m.kind());
+  rejects_.add("client", std::string("value out of range in ") + kind + ": " + problem, bytes(frame));
+  const auto* src = m.envelope().source();
+  value_log_.reject("client", kind, src ? src->rank() : -1, problem);
+}
+
 std::optional<wire::Message> Client::expect(const zmq::message_t& frame, wire::Body kind, char type) {
   auto msg = decoder_.decode(bytes(frame));
   if (msg && msg->kind() == kind) return std::move(*msg);
@@ -369,7 +400,19 @@ std::optional<wire::Message> Client::expect(const zmq::message_t& frame, wire::B
 void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
   const auto msg = expect(frame, wire::Body::CommandResult, frame::kResult);
   if (!msg) return;
-  const auto& c = *msg->envelope().correlation_id();
+  // Who answered must be sane before anything else is read; a result without a correlation id
+  // answers nothing.
+  if (auto problem = wire::check_envelope(msg->envelope())) {
+    reject_values(*msg, *problem, frame);
+    return;
+  }
+  const auto* correlation = msg->envelope().correlation_id();
+  if (correlation == nullptr) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", "a result without a correlation id", bytes(frame));
+    return;
+  }
+  const auto& c = *correlation;
   const auto it = pending_.find(Key{c.sender(), c.seq()});
   if (it == pending_.end()) {
     bump(counters_.commands_deduplicated);  // a late duplicate of a completed command
@@ -380,6 +423,16 @@ void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>&
   const std::int32_t rank = src ? src->rank() : msg->body<wire::CommandResult>()->rank();
   if (p.has_outcome(rank)) {
     bump(counters_.commands_deduplicated);
+    return;
+  }
+  // The rank answered, but with values out of range (a status, a state): not a result to act on.
+  // That is its outcome, at once, rather than a TIMEOUT after the deadline.
+  if (auto problem = wire::check(*msg->body<wire::CommandResult>())) {
+    reject_values(*msg, *problem, frame);
+    p.outcomes.push_back(failure(p, rank, wire::FailureReason::UNDECODABLE, "its result has a value out of range: " + *problem));
+    if (std::find(p.targets.begin(), p.targets.end(), rank) == p.targets.end()) p.targets.push_back(rank);
+    bump(counters_.commands_failed);
+    complete_if_done(it->first, p, done);
     return;
   }
   TargetOutcome t;
@@ -401,6 +454,10 @@ void Client::on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>
   if (f == nullptr || f->command_id() == nullptr) {
     bump(counters_.frames_rejected);
     rejects_.add("client", msg ? "'F' frame does not hold a CommandFailed event" : msg.error().message(), bytes(frame));
+    return;
+  }
+  if (auto problem = wire::check(*msg)) {  // e.g. a failure reason this client does not know
+    reject_values(*msg, *problem, frame);
     return;
   }
   const auto it = pending_.find(Key{f->command_id()->sender(), f->command_id()->seq()});

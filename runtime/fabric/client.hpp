@@ -17,6 +17,9 @@
 // targets, acknowledges them with 'D' and forwards) before the table has arrived, when a target
 // has no direct endpoint on this client's transport, when the table shows no target, or with
 // ClientOptions::direct off.
+// Results, failures, dispatches and route tables are range-checked (wire/validate.hpp) before use:
+// one with a value out of range is counted (values_rejected), kept in rejects() and logged; a
+// result so rejected ends its target as UNDECODABLE, naming the field.
 #pragma once
 
 #include <algorithm>
@@ -168,6 +171,8 @@ class Client {
   void on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
   // Decodes an envelope of the expected kind; anything else is counted and kept in the reject log.
   std::optional<wire::Message> expect(const zmq::message_t& frame, wire::Body kind, char type);
+  // A well-formed message with a value out of range (wire/validate.hpp): counted, kept, logged.
+  void reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame);
   void on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);
@@ -194,6 +199,7 @@ class Client {
   wire::MsgIdGenerator ids_;
   Counters counters_;
   RejectLog rejects_;
+  ValueRejectLog value_log_;
   std::unordered_map<Key, Pending, MsgIdHash> pending_;
   std::mt19937_64 rng_{std::random_device{}()};
   Clock::time_point next_timer_check_{};

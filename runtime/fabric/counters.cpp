@@ -1,5 +1,7 @@
 #include "fabric/counters.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace esper::fabric {
@@ -10,6 +12,7 @@ CounterValues Counters::values() const noexcept {
   out.frames_received = v(frames_received);
   out.frames_sent = v(frames_sent);
   out.frames_rejected = v(frames_rejected);
+  out.values_rejected = v(values_rejected);
   out.commands_sent = v(commands_sent);
   out.commands_retried = v(commands_retried);
   out.commands_deduplicated = v(commands_deduplicated);
@@ -50,6 +53,17 @@ std::vector<RejectedFrame> RejectLog::recent() const {
 std::uint64_t RejectLog::total() const {
   std::lock_guard lock(mu_);
   return total_;
+}
+
+void ValueRejectLog::reject(const char* where, const char* kind, std::int32_t rank, const std::string& problem) {
+  std::uint64_t suppressed = 0;
+  if (!throttle_.should_log(problem, suppressed)) return;
+  if (suppressed > 0) {
+    spdlog::warn("{}: rejected {} from source rank {}: {} ({} more of this field not logged)", where, kind, rank,
+                 problem, suppressed);
+  } else {
+    spdlog::warn("{}: rejected {} from source rank {}: {}", where, kind, rank, problem);
+  }
 }
 
 }  // namespace esper::fabric

@@ -12,12 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "wire/validate.hpp"
+
 namespace esper::fabric {
 
 struct CounterValues {
   std::uint64_t frames_received = 0;
   std::uint64_t frames_sent = 0;
   std::uint64_t frames_rejected = 0;       // malformed or unexpected frames (see RejectLog)
+  std::uint64_t values_rejected = 0;       // well-formed frames with a value out of range (wire/validate.hpp; see RejectLog)
   std::uint64_t commands_sent = 0;
   std::uint64_t commands_retried = 0;
   std::uint64_t commands_deduplicated = 0;  // duplicates answered from the result cache
@@ -41,7 +44,7 @@ struct CounterValues {
 
 class Counters {
  public:
-  std::atomic<std::uint64_t> frames_received{0}, frames_sent{0}, frames_rejected{0}, commands_sent{0},
+  std::atomic<std::uint64_t> frames_received{0}, frames_sent{0}, frames_rejected{0}, values_rejected{0}, commands_sent{0},
       commands_retried{0}, commands_deduplicated{0}, commands_applied{0}, commands_failed{0},
       commands_invalid_id{0}, commands_id_reused{0}, results_sent{0},
       results_received{0}, send_would_block{0}, telemetry_batches{0}, telemetry_records{0},
@@ -75,6 +78,19 @@ class RejectLog {
   std::size_t capacity_;
   std::uint64_t total_ = 0;
   std::deque<RejectedFrame> frames_;
+};
+
+// The log line of a well-formed message with a value out of range (wire/validate.hpp), which its
+// receiver counts (values_rejected) and keeps in its RejectLog: spdlog warns of the first reject of
+// each field, then of at most one per field every 10 s, with how many were not logged since, so
+// that a flood costs counters, not lines. One per receiving thread (not thread-safe).
+class ValueRejectLog {
+ public:
+  // "<where>: rejected <kind> from source rank <rank>: <problem>"; formatted only when logged.
+  void reject(const char* where, const char* kind, std::int32_t rank, const std::string& problem);
+
+ private:
+  wire::RejectThrottle throttle_;
 };
 
 }  // namespace esper::fabric

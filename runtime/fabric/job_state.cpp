@@ -1,27 +1,51 @@
 #include "fabric/job_state.hpp"
 
+#include <string>
+
 namespace esper::fabric {
 
-void JobState::apply(const wire::Event& event, std::int32_t source_rank, std::uint64_t sequence) {
+wire::Problem JobState::apply(const wire::Event& event, std::int32_t source_rank, std::uint64_t sequence,
+                             const wire::Bounds& bounds) {
   sequence_ = sequence;
-  if (const auto* t = event.body_as_StateTransition()) {
-    auto& s = seeds_[{event.layer(), t->seed()}];
-    s.rank = source_rank;
-    s.parent = t->from();
-    s.state = t->to();
+  const auto* t = event.body_as_StateTransition();
+  if (t == nullptr) return std::nullopt;  // only transitions change what a late joiner needs
+  if (auto problem = wire::check(event, bounds)) return problem;
+  if (source_rank < -1 || source_rank >= bounds.ranks) {
+    return "source rank: " + std::to_string(source_rank) + " is not a rank id";
   }
+  auto& s = seeds_[{event.layer(), t->seed()}];
+  s.rank = source_rank;
+  s.parent = t->from();
+  s.state = t->to();
+  return std::nullopt;
 }
 
-void JobState::load(const wire::StateSnapshot& snapshot) {
+JobState::Skipped JobState::load(const wire::StateSnapshot& snapshot, const wire::Bounds& bounds) {
   seeds_.clear();
   sequence_ = snapshot.snapshot_sequence();
-  if (snapshot.layers() == nullptr) return;
-  for (const auto* layer : *snapshot.layers()) {
+  Skipped skipped;
+  if (snapshot.layers() == nullptr) return skipped;
+  for (std::uint32_t i = 0; i < snapshot.layers()->size(); ++i) {
+    const auto* layer = snapshot.layers()->Get(i);
     if (layer->seeds() == nullptr) continue;
-    for (const auto* s : *layer->seeds()) {
+    const std::string at = "layers[" + std::to_string(i) + "].";
+    // A layer whose own fields are out of range costs all its seeds; a bad seed costs itself.
+    if (auto problem = wire::check_fields(*layer, bounds)) {
+      skipped.entries += layer->seeds()->size();
+      if (!skipped.first) skipped.first = at + *problem;
+      continue;
+    }
+    for (std::uint32_t j = 0; j < layer->seeds()->size(); ++j) {
+      const auto* s = layer->seeds()->Get(j);
+      if (auto problem = wire::check(*s, layer->layer(), bounds)) {
+        ++skipped.entries;
+        if (!skipped.first) skipped.first = at + "seeds[" + std::to_string(j) + "]." + *problem;
+        continue;
+      }
       seeds_[{layer->layer(), s->seed()}] = Seed{layer->rank(), s->state(), s->parent_state()};
     }
   }
+  return skipped;
 }
 
 wire::StateSnapshotT JobState::snapshot() const {

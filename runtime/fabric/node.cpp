@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "wire/builders.hpp"
+#include "wire/validate.hpp"
 
 namespace esper::fabric {
 namespace {
@@ -207,15 +208,27 @@ void Node::on_command_frame(zmq::message_t& frame, std::string route) {
   }
   const auto& envelope = msg->envelope();
   const auto& command = *msg->body<wire::Command>();
+  // The answer to a command must itself be sane: an unknown priority is answered as NORMAL.
+  const auto answer_priority = wire::is_known(envelope.priority()) ? envelope.priority() : wire::Priority::NORMAL;
   // Dedup and the result cache key on the msg_id: an id no generator produces could stand for
   // any command, so it is answered, never remembered.
   if (!wire::is_valid(envelope.msg_id())) {
     const auto* bad = envelope.msg_id();
-    reject_command(bad ? *bad : wire::MsgId(), envelope.priority(), std::move(route),
+    reject_command(bad ? *bad : wire::MsgId(), answer_priority, std::move(route),
                    bad ? "the command's msg_id has seq 0 (sender " + std::to_string(bad->sender()) +
                              "), which no msg_id generator produces; not applied"
                        : std::string("the command carries no msg_id; not applied"),
                    frame, counters_.commands_invalid_id);
+    return;
+  }
+  // Values out of range (an unknown priority, target kind, state, blueprint kind, grafting strategy
+  // or stop scope, in the command or any member of a batch) are answered REJECTED naming the field,
+  // and never remembered, like an invalid msg_id. Layers and seeds are the handler's to check.
+  if (auto problem = wire::check(*msg)) {
+    const auto* src = envelope.source();
+    value_log_.reject(route.empty() ? "node" : "node direct", "Command", src ? src->rank() : -1, *problem);
+    reject_command(*envelope.msg_id(), answer_priority, std::move(route),
+                   "value out of range: " + *problem + "; not applied", frame, counters_.values_rejected);
     return;
   }
   const auto id = *envelope.msg_id();

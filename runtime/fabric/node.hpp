@@ -16,7 +16,8 @@
 // gets the cached result, a duplicate of a queued one is ignored. A command still queued when its
 // timeout_ms has passed is answered TIMEOUT, not applied. A command without a valid msg_id (none,
 // or seq 0: what no generator produces), or whose msg_id is known for a command of another body
-// kind or target, is answered REJECTED at once: never applied, deduplicated or cached.
+// kind or target, is answered REJECTED at once: never applied, deduplicated or cached. So is a
+// command with an enum value out of range (wire/validate.hpp; counted in values_rejected).
 #pragma once
 
 #include <array>
@@ -204,6 +205,7 @@ class Node {
   NodeOptions options_;
   Counters counters_;
   RejectLog rejects_;
+  ValueRejectLog value_log_;  // the I/O thread's
   zmq::socket_t dealer_, pub_, direct_;
   int wake_fd_ = -1;  // eventfd: wakes the I/O thread
   std::string command_endpoint_;

@@ -64,7 +64,16 @@ bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
       rejects_.add("subscriber", msg ? "snapshot reply without a StateSnapshot" : msg.error().message(), bytes(parts[2]));
       continue;
     }
-    state_.load(*msg->body<wire::StateSnapshot>());
+    if (auto problem = wire::check_envelope(msg->envelope(), options_.bounds)) {
+      reject_values(*msg, *problem, parts[2]);
+      continue;
+    }
+    // The broker's state: what is out of this subscriber's bounds is skipped, the rest loaded.
+    const auto skipped = state_.load(*msg->body<wire::StateSnapshot>(), options_.bounds);
+    if (skipped.entries > 0) {
+      bump(counters_.values_rejected, skipped.entries - 1);  // reject_values() counts one
+      reject_values(*msg, *skipped.first + " (" + std::to_string(skipped.entries) + " entries skipped)", parts[2]);
+    }
     synced_ = true;
     return true;
   }
@@ -73,7 +82,7 @@ bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
 
 bool Subscriber::sync(std::chrono::milliseconds timeout) { return request_snapshot(timeout); }
 
-void Subscriber::track_telemetry(const wire::Message& m) {
+void Subscriber::track_telemetry(const wire::Message& m, bool accepted) {
   const auto& e = m.envelope();
   const auto key = std::make_pair(e.msg_id() ? e.msg_id()->sender() : 0, e.partition_key());
   auto [it, fresh] = last_batch_.try_emplace(key, e.sequence());
@@ -81,9 +90,18 @@ void Subscriber::track_telemetry(const wire::Message& m) {
     if (e.sequence() > it->second + 1) batches_missing_ += e.sequence() - it->second - 1;
     it->second = std::max(it->second, e.sequence());
   }
+  if (!accepted) return;  // a rejected batch is not missing, and its records were not received
   const auto* b = m.body<wire::TelemetryBatch>();
   bump(counters_.telemetry_batches);
   bump(counters_.telemetry_records, b->seeds() ? b->seeds()->size() : 0);
+}
+
+void Subscriber::reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame) {
+  bump(counters_.values_rejected);
+  const auto* src = m.envelope().source();
+  const char* kind = wire::EnumNameBody(m.kind());
+  rejects_.add("subscriber", std::string("value out of range in ") + kind + ": " + problem, bytes(frame));
+  value_log_.reject("subscriber", kind, src ? src->rank() : -1, problem);
 }
 
 std::optional<Delivery> Subscriber::next(std::chrono::milliseconds timeout) {
@@ -113,27 +131,37 @@ std::optional<Delivery> Subscriber::next(std::chrono::milliseconds timeout) {
       rejects_.add("subscriber", msg.error().message(), bytes(*d.frame));
       continue;
     }
+    const auto problem = wire::check(*msg, options_.bounds);
     if (const auto* ev = msg->body<wire::Event>()) {
       bump(counters_.events);
+      // A rejected event still takes its sequence number, so that it is not taken for a gap.
       if (synced_) {
+        const auto* src = msg->envelope().source();
         const auto seq = d.meta.sequence;
+        const auto take = [&] {
+          if (problem) {
+            state_.skip(seq);
+          } else {
+            state_.apply(*ev, src ? src->rank() : -1, seq, options_.bounds);
+          }
+        };
         if (seq <= state_.sequence()) {
           d.duplicate = true;
         } else if (seq == state_.sequence() + 1) {
-          const auto* src = msg->envelope().source();
-          state_.apply(*ev, src ? src->rank() : -1, seq);
+          take();
         } else {
           bump(counters_.event_gaps, seq - state_.sequence() - 1);
           request_snapshot(options_.connect_timeout);  // the snapshot contains the missed events
           d.duplicate = seq <= state_.sequence();
-          if (!d.duplicate && seq == state_.sequence() + 1) {
-            const auto* src = msg->envelope().source();
-            state_.apply(*ev, src ? src->rank() : -1, seq);
-          }
+          if (!d.duplicate && seq == state_.sequence() + 1) take();
         }
       }
     } else if (msg->kind() == wire::Body::TelemetryBatch) {
-      track_telemetry(*msg);
+      track_telemetry(*msg, !problem);
+    }
+    if (problem) {
+      reject_values(*msg, *problem, *d.frame);
+      continue;
     }
     d.message.emplace(std::move(*msg));
     return d;

@@ -5,6 +5,10 @@
 // contained, the one after S is applied, and a gap (a sequence that skips ahead) triggers a new
 // snapshot, so the state never misses or double-applies an event.
 // Telemetry batches carry a per-publisher, per-layer sequence: missing batches are counted.
+// Every decoded message is range-checked (wire/validate.hpp) before it is delivered or applied: one
+// with a value out of range is counted (values_rejected), kept in rejects() with the field named,
+// logged (the first per field, then at most one per field every 10 s) and not delivered; an event
+// so rejected still takes its place in the event sequence, so it is not taken for a gap.
 #pragma once
 
 #include <chrono>
@@ -28,6 +32,7 @@ struct SubscriberOptions {
   std::vector<std::string> topics{std::string(kTelemetryPrefix), std::string(kEventPrefix)};
   int rcvhwm = 1000;
   wire::DecodeLimits limits{};
+  wire::Bounds bounds{};  // what values are accepted (e.g. wire::Bounds::job(layers, seeds))
   std::chrono::milliseconds connect_timeout{10'000};
 };
 
@@ -49,8 +54,8 @@ class Subscriber {
   bool wait_ready(std::chrono::milliseconds timeout);
   // Loads the broker's job state snapshot (late join). False on timeout.
   bool sync(std::chrono::milliseconds timeout);
-  // The next decoded telemetry batch or event, or nothing within the timeout. Malformed frames are
-  // counted, kept in rejects() and skipped.
+  // The next decoded telemetry batch or event, or nothing within the timeout. Malformed frames and
+  // messages with values out of range are counted, kept in rejects() and skipped.
   std::optional<Delivery> next(std::chrono::milliseconds timeout);
 
   [[nodiscard]] const JobState& state() const noexcept { return state_; }
@@ -61,7 +66,8 @@ class Subscriber {
 
  private:
   bool request_snapshot(std::chrono::milliseconds timeout);
-  void track_telemetry(const wire::Message& m);
+  void track_telemetry(const wire::Message& m, bool accepted);
+  void reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame);
 
   std::string broker_;
   SubscriberOptions options_;
@@ -69,6 +75,7 @@ class Subscriber {
   wire::Decoder decoder_;
   Counters counters_;
   RejectLog rejects_;
+  ValueRejectLog value_log_;
   JobState state_;
   bool synced_ = false;
   std::map<std::pair<std::uint64_t, std::uint32_t>, std::uint64_t> last_batch_;  // (sender, layer) -> seq
