@@ -456,7 +456,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   std::uint64_t step = 0;
   if (cfg.fabric) {
     job_commands = std::make_unique<JobCommands>(drivers, world.rank, leader ? node.get() : nullptr);
-    commands = std::make_unique<StepCommands>(node.get(), world.rank, session.comm());
+    commands = std::make_unique<StepCommands>(node.get(), world.rank, layer_ids, session.comm());
   }
   auto apply = [&](const wire::Command& cmd, const wire::Envelope& env) { return job_commands->apply(cmd, env, step); };
 

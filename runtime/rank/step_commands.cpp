@@ -14,18 +14,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum class Decision : std::uint8_t { Apply = 0, Stale = 1, Timeout = 2 };
+using Decision = wire::PlanDecision;
 // Decisions are kept for copies still on their way; a copy arriving after this many decisions, or
 // later than kKeepPastDeadline after its command's deadline, finds none (it is expired by then
 // and is answered TIMEOUT, never applied).
 constexpr std::size_t kDecidedWindow = 65536;
 constexpr std::uint64_t kKeepPastDeadlineNs = 60'000'000'000ull;
-constexpr std::size_t kEntryHead = 1 + sizeof(std::uint32_t);
-
-void put(std::vector<std::uint8_t>& out, const void* p, std::size_t n) {
-  const auto* b = static_cast<const std::uint8_t*>(p);
-  out.insert(out.end(), b, b + n);
-}
+// Plans are small (a few commands); the verifier's limits are the codec's.
+constexpr flatbuffers::uoffset_t kMaxPlanDepth = 16;
+constexpr flatbuffers::uoffset_t kMaxPlanTables = 10'000'000;
 
 wire::CommandResultT status_only(wire::Status s, std::string error) {
   wire::CommandResultT r;
@@ -46,13 +43,42 @@ int priority_rank(wire::Priority p) {
 
 }  // namespace
 
-StepCommands::StepCommands(fabric::Node* node, int world_rank, MPI_Comm comm)
-    : node_(node), rank_(world_rank), comm_(comm) {
+Expected<std::vector<PlanItem>, PlanError> read_plan_part(std::span<const std::uint8_t> bytes, std::uint64_t step,
+                                                          int rank, wire::Decoder& decoder) {
+  auto fail = [&](const std::string& why) {
+    return unexpected(PlanError{"rank " + std::to_string(rank) + "'s plan for step " + std::to_string(step) + ": " + why});
+  };
+  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), kMaxPlanDepth, kMaxPlanTables);
+  if (!verifier.VerifyBuffer<wire::StepPlan>(nullptr)) return fail("does not verify as a StepPlan");
+  const auto* plan = flatbuffers::GetRoot<wire::StepPlan>(bytes.data());
+  if (plan->step() != step || plan->rank() != rank) {
+    return fail("is stamped step " + std::to_string(plan->step()) + " of rank " + std::to_string(plan->rank()));
+  }
+  std::vector<PlanItem> items;
+  if (plan->entries() == nullptr) return items;
+  for (flatbuffers::uoffset_t i = 0; i < plan->entries()->size(); ++i) {
+    const auto* e = plan->entries()->Get(i);
+    if (e->decision() > wire::PlanDecision::MAX) {
+      return fail("entry " + std::to_string(i) + ": decision " + std::to_string(static_cast<int>(e->decision())) +
+                  " is not APPLY, STALE or TIMEOUT");
+    }
+    if (e->envelope() == nullptr) return fail("entry " + std::to_string(i) + " has no envelope");
+    auto msg = decoder.decode(std::span<const std::uint8_t>(e->envelope()->data(), e->envelope()->size()));
+    if (!msg) return fail("entry " + std::to_string(i) + ": " + msg.error().message());
+    if (msg->kind() != wire::Body::Command) return fail("entry " + std::to_string(i) + " is not a Command");
+    if (!wire::is_valid(msg->envelope().msg_id())) return fail("entry " + std::to_string(i) + " has no valid msg_id");
+    items.push_back(PlanItem{e->decision(), std::move(*msg)});
+  }
+  return items;
+}
+
+StepCommands::StepCommands(fabric::Node* node, int world_rank, std::vector<std::uint32_t> layers, MPI_Comm comm)
+    : node_(node), rank_(world_rank), layers_(std::move(layers)), comm_(comm) {
   mpi::check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
 }
 
 void StepCommands::answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result,
-                                  std::uint64_t forget_after_ns) {
+                                  std::uint64_t forget_after_ns, bool targets_me) {
   if (auto it = inbox_.find(k); it != inbox_.end()) {
     node_->answer(it->second.id(), p, std::move(result));  // the node answers its retries from its cache
     ++counts_.answered;
@@ -61,6 +87,7 @@ void StepCommands::answer_or_keep(const Key& k, wire::Priority p, wire::CommandR
   }
   // Decided on another rank's copy: ours may still be on its way.
   if (decided_.emplace(k, Decided{std::move(result), forget_after_ns}).second) decided_order_.push_back(k);
+  if (targets_me) owed_.insert(k);
 }
 
 void StepCommands::forget_old_decisions() {
@@ -69,12 +96,12 @@ void StepCommands::forget_old_decisions() {
     const auto it = decided_.find(decided_order_.front());
     if (it != decided_.end() && decided_order_.size() <= kDecidedWindow && it->second.forget_after_ns > now) break;
     if (it != decided_.end()) decided_.erase(it);
+    owed_.erase(decided_order_.front());
     decided_order_.pop_front();
   }
 }
 
-std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool* stop) {
-  // Own copies: answer at once what was decided before they arrived; keep the rest.
+void StepCommands::take_own_copies() {
   for (auto& c : node_->take_commands()) {
     ++counts_.received;
     const auto id = c.id();
@@ -82,31 +109,40 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
     if (auto d = decided_.find(k); d != decided_.end()) {
       node_->answer(id, c.envelope().priority(), d->second.result);
       ++counts_.answered;
+      owed_.erase(k);
       continue;
     }
     inbox_.emplace(k, std::move(c));
   }
+}
+
+std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool* stop) {
+  // Own copies: answer at once what was decided before they arrived; keep the rest.
+  take_own_copies();
   forget_old_decisions();
 
-  // This rank's part of the plan: [decision u8][length u32][envelope] per command decided now.
-  std::vector<std::uint8_t> mine;
+  // This rank's part of the plan: the commands it holds that are decided now.
+  flatbuffers::FlatBufferBuilder fbb(1024);
+  std::vector<flatbuffers::Offset<wire::PlanEntry>> entries;
   for (const auto& [k, c] : inbox_) {
     const std::int64_t at = c.command().apply_at_step();
     Decision d;
     if (c.expired()) {
-      d = Decision::Timeout;
+      d = Decision::TIMEOUT;
     } else if (at >= 0 && static_cast<std::uint64_t>(at) < step) {
-      d = Decision::Stale;
+      d = Decision::STALE;
     } else if (at < 0 || static_cast<std::uint64_t>(at) == step) {
-      d = Decision::Apply;
+      d = Decision::APPLY;
     } else {
       continue;  // a future step
     }
     const auto bytes = fabric::bytes(*c.frame);
-    const auto len = static_cast<std::uint32_t>(bytes.size());
-    mine.push_back(static_cast<std::uint8_t>(d));
-    put(mine, &len, sizeof len);
-    put(mine, bytes.data(), bytes.size());
+    entries.push_back(wire::CreatePlanEntry(fbb, d, fbb.CreateVector(bytes.data(), bytes.size())));
+  }
+  std::span<const std::uint8_t> mine;
+  if (!entries.empty()) {
+    fbb.Finish(wire::CreateStepPlan(fbb, step, rank_, fbb.CreateVector(entries)));
+    mine = std::span<const std::uint8_t>(fbb.GetBufferPointer(), fbb.GetSize());
   }
 
   // {stopping, bytes} of every rank.
@@ -134,7 +170,7 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
                             displs.data(), MPI_BYTE, comm_),
              "MPI_Allgatherv(commands)");
 
-  // Every rank reads the same plan the same way.
+  // Every rank reads the same plan the same way, rank by rank.
   struct Item {
     Decision decision;
     Key key;
@@ -144,21 +180,19 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
   };
   std::vector<Item> items;
   std::map<Key, std::size_t> index;
-  for (std::size_t at = 0; at + kEntryHead <= plan.size();) {
-    const auto d = static_cast<Decision>(plan[at]);
-    std::uint32_t len = 0;
-    std::memcpy(&len, plan.data() + at + 1, sizeof len);
-    if (len > plan.size() - at - kEntryHead) break;  // cannot happen: every rank wrote whole entries
-    const std::span<const std::uint8_t> bytes(plan.data() + at + kEntryHead, len);
-    at += kEntryHead + len;
-    auto msg = decoder_.decode(bytes);  // verified by the rank that received it; the same on every rank
-    if (!msg || msg->kind() != wire::Body::Command || d > Decision::Timeout) continue;
-    const auto id = *msg->envelope().msg_id();
-    const Key k{id.sender(), id.seq()};
-    if (index.contains(k)) continue;  // another rank's copy: the lowest rank's decision counts
-    index.emplace(k, items.size());
-    items.push_back(Item{d, k, priority_rank(msg->envelope().priority()), msg->envelope().timestamp_ns(),
-                         std::move(*msg)});
+  for (std::size_t r = 0; r < n; ++r) {
+    if (counts[r] == 0) continue;
+    auto part = read_plan_part(std::span<const std::uint8_t>(plan.data() + displs[r], static_cast<std::size_t>(counts[r])),
+                               step, static_cast<int>(r), decoder_);
+    if (!part) throw Error(part.error().message());
+    for (auto& p : *part) {
+      const auto id = *p.message.envelope().msg_id();
+      const Key k{id.sender(), id.seq()};
+      if (index.contains(k)) continue;  // another rank's copy: the lowest rank's decision counts
+      index.emplace(k, items.size());
+      items.push_back(Item{p.decision, k, priority_rank(p.message.envelope().priority()),
+                           p.message.envelope().timestamp_ns(), std::move(p.message)});
+    }
   }
   std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
     if (a.priority != b.priority) return a.priority > b.priority;
@@ -172,7 +206,7 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
     const auto& cmd = *item.message.body<wire::Command>();
     wire::CommandResultT result;
     switch (item.decision) {
-      case Decision::Apply: {
+      case Decision::APPLY: {
         const auto started = Clock::now();
         result = apply(cmd, env);
         result.execution_ns = static_cast<std::uint64_t>(
@@ -182,37 +216,37 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
         ++applied;
         break;
       }
-      case Decision::Stale:
+      case Decision::STALE:
         result = status_only(wire::Status::STALE, "arrived after its step " + std::to_string(cmd.apply_at_step()) +
                                                       " (now " + std::to_string(step) + "); re-issue it");
         ++counts_.stale;
         break;
-      case Decision::Timeout:
+      case Decision::TIMEOUT:
         result = status_only(wire::Status::TIMEOUT, "its sender's deadline passed before step " +
                                                         std::to_string(step) + "; not applied");
         ++counts_.timed_out;
         break;
     }
-    answer_or_keep(item.key, env.priority(), std::move(result), deadline_ns(cmd, env) + kKeepPastDeadlineNs);
+    answer_or_keep(item.key, env.priority(), std::move(result), deadline_ns(cmd, env) + kKeepPastDeadlineNs,
+                   fabric::targets_rank(cmd.target(), rank_, layers_));
   }
   return applied;
 }
 
-void StepCommands::finish(std::uint64_t step) {
+void StepCommands::finish(std::uint64_t step, std::chrono::milliseconds linger) {
   const std::string reason = "the job ended at step " + std::to_string(step) + "; not applied";
-  for (auto& c : node_->take_commands()) {
-    const Key k{c.id().sender(), c.id().seq()};
-    if (auto d = decided_.find(k); d != decided_.end()) {
-      node_->answer(c.id(), c.envelope().priority(), d->second.result);
-    } else {
-      inbox_.emplace(k, std::move(c));
+  const auto until = Clock::now() + linger;
+  for (;;) {
+    take_own_copies();
+    for (auto& [k, c] : inbox_) {
+      node_->answer(c.id(), c.envelope().priority(), wire::command_result(wire::Status::REJECTED, rank_, reason));
+      ++counts_.answered;
     }
+    inbox_.clear();
+    forget_old_decisions();
+    if (owed_.empty() || Clock::now() >= until) break;
+    (void)node_->wait_for_command(std::chrono::milliseconds(10));
   }
-  for (auto& [k, c] : inbox_) {
-    node_->answer(c.id(), c.envelope().priority(), wire::command_result(wire::Status::REJECTED, rank_, reason));
-    ++counts_.answered;
-  }
-  inbox_.clear();
   node_->close_commands(reason);
   mpi::check(MPI_Barrier(comm_), "MPI_Barrier");
 }

@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <chrono>
 #include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -25,12 +27,29 @@
 
 namespace esper::rank {
 
+// One command of a rank's part of a boundary's plan (fbs/control.fbs, StepPlan), read back.
+struct PlanItem {
+  wire::PlanDecision decision;
+  wire::Message message;  // verified; points into the plan's bytes
+};
+struct PlanError {
+  std::string text;
+  [[nodiscard]] std::string message() const { return text; }
+};
+// Reads one rank's part of a plan: verifies it as a StepPlan for `step` from `rank`, every entry's
+// decision and envelope (a Command, verified by `decoder`). A part that fails is an error as a
+// whole: the ranks wrote it with the same code, so a failure is a fault, not input to skip.
+[[nodiscard]] Expected<std::vector<PlanItem>, PlanError> read_plan_part(std::span<const std::uint8_t> bytes,
+                                                                        std::uint64_t step, int rank,
+                                                                        wire::Decoder& decoder);
+
 class StepCommands {
  public:
   // apply: runs one command on this replica and returns its result (same on every replica).
   using Apply = std::function<wire::CommandResultT(const wire::Command&, const wire::Envelope&)>;
 
-  StepCommands(fabric::Node* node, int world_rank, MPI_Comm comm = MPI_COMM_WORLD);
+  // `layers`: the layers this rank holds (which commands target it).
+  StepCommands(fabric::Node* node, int world_rank, std::vector<std::uint32_t> layers, MPI_Comm comm = MPI_COMM_WORLD);
 
   // Collective: every rank calls it at every step boundary. Returns the number applied.
   // With `stop`, the same collective also agrees on it: on return *stop is true when any rank's
@@ -38,8 +57,11 @@ class StepCommands {
   // carries both; the commands' bytes follow in a second one only when there are any.
   std::size_t boundary(std::uint64_t step, const Apply& apply, bool* stop = nullptr);
   // Collective, after the last boundary: every command not applied is answered REJECTED ("the job
-  // ended"), on every rank, and so is every command that arrives later.
-  void finish(std::uint64_t step);
+  // ended"), on every rank, and so is every command that arrives later. Copies still owed — of
+  // commands that target this rank and were applied from another rank's copy — are waited for
+  // (at most `linger`) and answered with the result, so that their sender does not time out on a
+  // command the job applied.
+  void finish(std::uint64_t step, std::chrono::milliseconds linger = std::chrono::seconds(2));
 
   struct Counts {
     std::uint64_t received = 0, applied = 0, stale = 0, timed_out = 0, answered = 0;
@@ -52,16 +74,21 @@ class StepCommands {
     wire::CommandResultT result;
     std::uint64_t forget_after_ns;  // wall clock: well past the command's deadline
   };
-  void answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result, std::uint64_t forget_after_ns);
+  void answer_or_keep(const Key& k, wire::Priority p, wire::CommandResultT result, std::uint64_t forget_after_ns,
+                      bool targets_me);
   void forget_old_decisions();
+  // Takes the node's commands: a decided one is answered with its result, the rest kept.
+  void take_own_copies();
 
   fabric::Node* node_;
   int rank_;
+  std::vector<std::uint32_t> layers_;
   int size_ = 1;
   MPI_Comm comm_;
   std::map<Key, fabric::TakenCommand> inbox_;  // own copies not answered yet
   std::map<Key, Decided> decided_;             // results for copies still to arrive
   std::deque<Key> decided_order_;
+  std::set<Key> owed_;  // decided, targeting this rank, own copy not yet here
   wire::Decoder decoder_;
   Counts counts_;
 };

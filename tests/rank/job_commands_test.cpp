@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "rank/job_commands.hpp"
+#include "rank/step_commands.hpp"
 #include "wire/builders.hpp"
 #include "wire/codec.hpp"
 
@@ -202,6 +203,48 @@ TEST_F(JobCommandsTest, AJobStopAndAShutdownEndTheJobAndASnapshotReportsEverySee
   EXPECT_TRUE(commands_.stop().shutdown);
   EXPECT_EQ(commands_.stop().grace, std::chrono::milliseconds(1500));
   EXPECT_NE(commands_.stop().reason.find("maintenance"), std::string::npos);
+}
+
+// A rank's part of a boundary's plan is a verified StepPlan; anything else is refused as a whole.
+TEST(StepPlan, APartIsReadOnlyWhenItVerifiesForThisStepAndRankWithCommandsInside) {
+  wire::Encoder encoder(wire::SourceInfo{-1, wire::Role::CONTROLLER, "job", "", 0});
+  wire::MsgIdGenerator ids(wire::Role::CONTROLLER, -1);
+  wire::Header h;
+  h.msg_id = ids.next();
+  const auto c = encoder.encode(h, wire::shutdown(wire::to_all(), "x"));
+  const std::vector<std::uint8_t> command(c.begin(), c.end());
+  const auto ev = encoder.encode(h, wire::rank_joined(1, 2, "host", 3, {0}));
+  const std::vector<std::uint8_t> event(ev.begin(), ev.end());
+
+  auto part = [](std::uint64_t step, int rank, std::uint8_t decision, const std::vector<std::uint8_t>& envelope) {
+    flatbuffers::FlatBufferBuilder fbb;
+    std::vector<flatbuffers::Offset<wire::PlanEntry>> e{
+        wire::CreatePlanEntry(fbb, static_cast<wire::PlanDecision>(decision), fbb.CreateVector(envelope))};
+    fbb.Finish(wire::CreateStepPlan(fbb, step, rank, fbb.CreateVector(e)));
+    return std::vector<std::uint8_t>(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  };
+  wire::Decoder decoder;
+  const auto good = part(5, 1, 0, command);
+  const auto items = read_plan_part(good, 5, 1, decoder);
+  ASSERT_TRUE(items) << items.error().message();
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ(items->at(0).decision, wire::PlanDecision::APPLY);
+  EXPECT_EQ(items->at(0).message.kind(), wire::Body::Command);
+
+  auto refused = [&](const std::vector<std::uint8_t>& bytes, std::uint64_t step, int rank, const std::string& why) {
+    const auto r = read_plan_part(bytes, step, rank, decoder);
+    ASSERT_FALSE(r) << why;
+    EXPECT_NE(r.error().message().find(why), std::string::npos) << r.error().message();
+  };
+  refused(good, 6, 1, "stamped step 5 of rank 1");
+  refused(good, 5, 0, "stamped step 5 of rank 1");
+  refused(part(5, 1, 7, command), 5, 1, "decision 7");
+  refused(part(5, 1, 0, event), 5, 1, "is not a Command");
+  refused(part(5, 1, 0, {1, 2, 3}), 5, 1, "entry 0:");
+  auto truncated = good;
+  truncated.resize(good.size() / 2);
+  refused(truncated, 5, 1, "does not verify");
+  refused({}, 5, 1, "does not verify");
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
   fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
   ASSERT_TRUE(wait_for_ranks(broker, 1));
   fabric::Client client(ctx, broker.endpoints().cmd);
-  StepCommands commands(&node, 0, session.comm());
+  StepCommands commands(&node, 0, {0}, session.comm());
 
   auto at = [](std::int64_t step) { return wire::CommandOptions{10'000, step}; };
   const auto stale = client.send(wire::shutdown(wire::to_rank(0), "past", 0, at(3)));
@@ -99,7 +99,7 @@ TEST(StepCommands, OneBoundaryAppliesByPriorityThenInTheOrderSent) {
   fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
   ASSERT_TRUE(wait_for_ranks(broker, 1));
   fabric::Client client(ctx, broker.endpoints().cmd);
-  StepCommands commands(&node, 0, session.comm());
+  StepCommands commands(&node, 0, {0}, session.comm());
 
   const wire::CommandOptions at2{10'000, 2};
   const std::vector<std::pair<std::string, wire::Priority>> sent = {
