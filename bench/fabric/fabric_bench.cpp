@@ -1,17 +1,21 @@
 // fabric_bench: the fabric's throughput, latency and memory against raw baselines measured in the
-// same run (DESIGN.md §9, issue 3). One fixed table (nccl-tests style) on stdout, progress on
-// stderr, JSON with --json FILE. Metrics and results: docs/performance.md, "Fabric".
+// same run (docs/design.md §9). One fixed table (nccl-tests style) on stdout, progress on stderr,
+// JSON with --json FILE. Metrics and results: docs/performance.md, "Fabric".
 //
 //   fabric_bench [all|telemetry|rtt|sustained|memory]... [--quick] [--json FILE] [--no-redis]
-//                [--transports ipc,tcp] [--reps N]
+//                [--transports ipc,tcp] [--reps N] [--records N]       (fabric_bench --help)
 //
 // Default (full) run: about 2-3 minutes on 2 cores; --quick: about 20 s (a smoke run for CI).
+// Exit status: 0 when every row is complete and meets its target; 1 when a row lost, duplicated
+// or corrupted anything (or the run failed); 3 when every row is complete but a target was missed.
 // Publishers and ranks are this executable started as `fabric_bench child <mode> ...`.
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <set>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "core/error.hpp"
 #include "harness.hpp"
@@ -21,23 +25,14 @@ namespace {
 
 using namespace esper::bench;
 
-int usage() {
-  std::fprintf(stderr,
-               "usage: fabric_bench [all|telemetry|rtt|sustained|memory]... [--quick] [--json FILE] [--no-redis]\n"
-               "                    [--transports ipc,tcp] [--reps N] [--records N]\n");
-  return 2;
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    const auto comma = s.find(',', start);
-    out.push_back(s.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+// 1: a row lost, duplicated or corrupted something; 3: a target was missed; 0: neither.
+int verdict(const std::vector<Row>& rows) {
+  bool missed = false;
+  for (const auto& r : rows) {
+    if (r.lost + r.dup + r.wrong > 0) return 1;
+    missed = missed || r.met == 0;
   }
-  return out;
+  return missed ? 3 : 0;
 }
 
 }  // namespace
@@ -55,27 +50,34 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown child mode %s\n", mode.c_str());
       return 2;
     }
-    std::set<std::string> what;
-    for (int i = 1; i < argc; ++i) {
-      const std::string s = argv[i];
-      if (s.rfind("--", 0) == 0) {
-        if (s == "--json" || s == "--transports" || s == "--reps" || s == "--records") ++i;
-        continue;
-      }
-      if (s != "all" && s != "telemetry" && s != "rtt" && s != "sustained" && s != "memory") return usage();
-      what.insert(s);
-    }
-    if (what.empty() || what.count("all")) what = {"telemetry", "rtt", "sustained", "memory"};
-    const Args a(argc, argv, 1);
+    CLI::App app{"fabric_bench: the fabric's throughput, latency and memory against raw ZeroMQ and Redis Streams "
+                 "baselines measured in the same run (docs/performance.md, \"Fabric\"). Exit status 0: complete "
+                 "and every target met; 1: a row lost, duplicated or corrupted something; 3: a target missed."};
+    std::vector<std::string> groups;
     Config cfg;
-    cfg.quick = a.has("--quick");
-    cfg.redis = !a.has("--no-redis");
-    cfg.reps = static_cast<int>(a.num("--reps", cfg.quick ? 1 : 3));
-    cfg.telemetry_records = cfg.quick ? 1'200'000 : 3'600'000;
+    std::string json_path;
+    int reps = 0;
+    std::uint64_t records = 0;
+    app.add_option("what", groups, "measurements to run: all (default), telemetry, rtt, sustained, memory")
+        ->check(CLI::IsMember({"all", "telemetry", "rtt", "sustained", "memory"}));
+    app.add_flag("--quick", cfg.quick, "a smoke run (about 20 s) instead of the full one (2-3 min)");
+    app.add_option("--json", json_path, "also write the rows as JSON to this file");
+    bool no_redis = false;
+    app.add_flag("--no-redis", no_redis, "skip the Redis Streams baselines");
+    app.add_option("--transports", cfg.transports, "transports to measure, e.g. ipc,tcp")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"inproc", "ipc", "tcp"}));
+    app.add_option("--reps", reps, "repetitions per measurement (default 3; 1 with --quick)")->check(CLI::Range(1, 100));
+    app.add_option("--records", records, "telemetry records per run (default 3.6M; 1.2M with --quick)")
+        ->check(CLI::Range(1000ull, 1'000'000'000ull));
+    CLI11_PARSE(app, argc, argv);
+    std::set<std::string> what(groups.begin(), groups.end());
+    if (what.empty() || what.count("all")) what = {"telemetry", "rtt", "sustained", "memory"};
+    cfg.redis = !no_redis;
+    cfg.reps = reps > 0 ? reps : (cfg.quick ? 1 : 3);
+    cfg.telemetry_records = records > 0 ? records : (cfg.quick ? 1'200'000 : 3'600'000);
     cfg.rtt_samples = cfg.quick ? 2'000 : 20'000;
     cfg.sustained_commands = cfg.quick ? 30'000 : 200'000;
-    cfg.telemetry_records = static_cast<std::uint64_t>(a.num("--records", static_cast<long long>(cfg.telemetry_records)));
-    if (a.has("--transports")) cfg.transports = split(a.str("--transports"));
 
     Report rep;
     rep.mode = cfg.quick ? "quick" : "full";
@@ -110,8 +112,13 @@ int main(int argc, char** argv) {
     print_header();
     for (const auto& r : rep.rows) print_row(r);
     print_footer(rep);
-    if (a.has("--json")) write_json(rep, a.str("--json"));
-    return 0;
+    if (!json_path.empty()) write_json(rep, json_path);
+    const int status = verdict(rep.rows);
+    if (status != 0) {
+      std::printf("# verdict: %s\n", status == 1 ? "FAILED: a row lost, duplicated or corrupted something"
+                                                   : "a target was missed (exit 3)");
+    }
+    return status;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fabric_bench: %s\n", e.what());
     return 1;

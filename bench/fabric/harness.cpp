@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -39,30 +41,6 @@ std::string si(double v) {
   else if (a >= 1e4) std::snprintf(buf, sizeof buf, "%.1fK", v / 1e3);
   else if (a >= 100) std::snprintf(buf, sizeof buf, "%.0f", v);
   else std::snprintf(buf, sizeof buf, "%.1f", v);
-  return buf;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o;
-}
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
 }
 
@@ -108,24 +86,26 @@ void print_footer(const Report& rep) {
 }
 
 void write_json(const Report& rep, const std::string& path) {
+  // Non-finite figures (a row without a baseline) are written as null.
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : rep.rows) {
+    nlohmann::json row = {{"group", r.group},     {"what", r.what},        {"transport", r.transport},
+                          {"procs", r.procs},     {"unit", r.unit},        {"value", number(r.value)},
+                          {"baseline", r.baseline}, {"baseline_value", number(r.base_value)},
+                          {"ratio", number(r.ratio)}, {"target", r.target}, {"lost", r.lost},
+                          {"dup", r.dup},         {"reord", r.reord},      {"wrong", r.wrong}};
+    row["met"] = r.met < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.met == 1);
+    for (const auto& [k, v] : r.extra) row[k] = number(v);
+    rows.push_back(std::move(row));
+  }
+  const nlohmann::json doc = {{"benchmark", "fabric_bench"}, {"mode", rep.mode},
+                              {"seconds", number(rep.seconds)}, {"loadavg_start", rep.loadavg_start},
+                              {"loadavg_end", rep.loadavg_end}, {"rows", std::move(rows)}};
   std::ofstream f(path);
   if (!f) throw Error("cannot write " + path);
-  f << "{\n  \"benchmark\": \"fabric_bench\",\n  \"mode\": \"" << rep.mode << "\",\n  \"seconds\": "
-    << json_number(rep.seconds) << ",\n  \"loadavg_start\": \"" << json_escape(rep.loadavg_start)
-    << "\",\n  \"loadavg_end\": \"" << json_escape(rep.loadavg_end) << "\",\n  \"rows\": [\n";
-  for (std::size_t i = 0; i < rep.rows.size(); ++i) {
-    const auto& r = rep.rows[i];
-    f << "    {\"group\": \"" << json_escape(r.group) << "\", \"what\": \"" << json_escape(r.what)
-      << "\", \"transport\": \"" << r.transport << "\", \"procs\": " << r.procs << ", \"unit\": \"" << r.unit
-      << "\", \"value\": " << json_number(r.value) << ", \"baseline\": \"" << json_escape(r.baseline)
-      << "\", \"baseline_value\": " << json_number(r.base_value) << ", \"ratio\": " << json_number(r.ratio)
-      << ", \"target\": \"" << json_escape(r.target) << "\", \"met\": "
-      << (r.met < 0 ? "null" : (r.met ? "true" : "false")) << ", \"lost\": " << r.lost << ", \"dup\": " << r.dup
-      << ", \"reord\": " << r.reord << ", \"wrong\": " << r.wrong;
-    for (const auto& [k, v] : r.extra) f << ", \"" << json_escape(k) << "\": " << json_number(v);
-    f << "}" << (i + 1 < rep.rows.size() ? "," : "") << "\n";
-  }
-  f << "  ]\n}\n";
+  f << doc.dump(2) << "\n";
+  if (!f) throw Error("cannot write " + path);
 }
 
 // --- statistics
