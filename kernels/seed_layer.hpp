@@ -1,4 +1,4 @@
-// Seed layers (DESIGN.md §5): a base linear layer y = W x + b whose output features are split into
+// Seed layers (docs/design.md §5): a base linear layer y = W x + b whose output features are split into
 // C chunks, each with a seed f_c blended in as o_c = y_c + α_c f_c(x). One interface, two backends:
 // the CPU reference (the test oracle) and CUDA kernels. docs: docs/seed-layers.md.
 //
@@ -123,7 +123,7 @@ class SeedLayer {
   const SeedLayerConfig& config() const { return config_; }
   const ChunkPartition& partition() const { return partition_; }
 
-  // Per-chunk control, set by the caller each step. alpha is used in GRAFTING only (DESIGN §5) and
+  // Per-chunk control, set by the caller each step. alpha is used in GRAFTING only (docs/design.md §5) and
   // must lie in [0, 1] (else esper::Error); it is stored and digested as given in every state.
   void set_seed(int chunk, SeedState state, float alpha = 0.0f);
   void set_seeds(std::span<const SeedState> states, std::span<const float> alphas);

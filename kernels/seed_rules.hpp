@@ -1,4 +1,4 @@
-// The per-state rule of DESIGN.md §5, shared by the CPU reference, the CUDA kernels and the seed
+// The per-state rule of docs/design.md §5, shared by the CPU reference, the CUDA kernels and the seed
 // lifecycle (runtime/lifecycle includes this header; it is the rule's only definition):
 //   DORMANT, GERMINATED, CULLED, CANCELLED, ROLLED_BACK  α = 0, f_c not evaluated, nothing trains
 //   TRAINING                                            α = 0 in the output; f_c evaluated and trained

@@ -1,4 +1,4 @@
-// The seed lifecycle state (DESIGN.md §4) as the kernels see it: esper::wire::SeedState, generated
+// The seed lifecycle state (docs/design.md §4) as the kernels see it: esper::wire::SeedState, generated
 // from fbs/common.fbs. The standalone kernels build (kernels/CMakeLists.txt used as a top-level
 // project, for GPU machines without FlatBuffers) declares the same enum here instead; the full build
 // checks that both agree (kernels/seed_layer.cpp).

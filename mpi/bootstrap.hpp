@@ -1,4 +1,4 @@
-// MPI bootstrap (DESIGN.md §6): who am I in the job, and how do the ranks find the broker.
+// MPI bootstrap (docs/design.md §6): who am I in the job, and how do the ranks find the broker.
 // Works under `mpirun` and `srun --mpi=pmix`, and as a singleton (one process, no launcher).
 #pragma once
 

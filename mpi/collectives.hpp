@@ -1,4 +1,4 @@
-// Collectives for data-parallel replicas (DESIGN.md §6): one interface, an MPI implementation for
+// Collectives for data-parallel replicas (docs/design.md §6): one interface, an MPI implementation for
 // CPU buffers and an NCCL implementation for device buffers (built with CUDA and NCCL).
 // Every rank must call the same collectives in the same order.
 #pragma once

@@ -1,4 +1,4 @@
-// Seed-layer benchmarks (DESIGN §9: telemetry overhead < 3% of the step on CPU; on a GPU the fused
+// Seed-layer benchmarks (docs/design.md §9: telemetry overhead < 3% of the step on CPU; on a GPU the fused
 // forward within 10% of its bandwidth floor). Layer: 768×768, 100 chunks, LowRank r = 8, states
 // cycling through all 11 (7 of 11 seeds evaluated), batch 32, 256, 4096.
 //   BM_CpuForward/batch/telemetry, BM_CpuBackward/batch: time per call (one thread).

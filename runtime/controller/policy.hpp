@@ -1,4 +1,4 @@
-// Growth policies (DESIGN.md §7): from the population view, what to do next, and why.
+// Growth policies (docs/design.md §7): from the population view, what to do next, and why.
 //
 // Every decision is a selection over one layer (controller/view.hpp) and a target state. Per layer
 // and per tick, in this order:
@@ -40,7 +40,7 @@ struct PolicyConfig {
   std::string name = "balanced";
   double max_growing_fraction = 0.5;
   double wake_ratio = 0.9;
-  // Steps in state before the policy tries to leave it (the ranks' minimums, DESIGN.md §4).
+  // Steps in state before the policy tries to leave it (the ranks' minimums, docs/design.md §4).
   std::uint32_t min_training = 100, min_grafting = 50, min_stabilization = 20, min_evaluating = 30,
                 min_fine_tuning = 50;
   double shadow_margin = 0.02;

@@ -1,5 +1,5 @@
 // The broker: one thread that forwards telemetry and events from every publisher to every
-// subscriber and routes commands and results between clients and ranks (DESIGN.md §1-3).
+// subscriber and routes commands and results between clients and ranks (docs/design.md §1-3).
 //
 // Telemetry (XSUB -> XPUB): forwarded without decoding. The XPUB does not drop silently
 // (ZMQ_XPUB_NODROP): when a subscriber's pipe is full the batch is dropped for all and counted,

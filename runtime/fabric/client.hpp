@@ -1,4 +1,4 @@
-// The controller side of the command path (DESIGN.md §3): send a command, get exactly one terminal
+// The controller side of the command path (docs/design.md §3): send a command, get exactly one terminal
 // outcome per target rank — its CommandResult, or a failure with the reason (timeout, rank lost,
 // rejected because no rank matches the target).
 //

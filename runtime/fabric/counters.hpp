@@ -1,4 +1,4 @@
-// Counters every fabric component keeps (DESIGN.md §3: no drop, retry or rejection is silent),
+// Counters every fabric component keeps (docs/design.md §3: no drop, retry or rejection is silent),
 // and the log of rejected frames kept for inspection. Counters are atomics: written by a
 // component's thread, read by anyone through counters().
 #pragma once

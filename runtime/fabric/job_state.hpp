@@ -1,4 +1,4 @@
-// The state a late joiner catches up on (Clone pattern, DESIGN.md §3): every seed's lifecycle
+// The state a late joiner catches up on (Clone pattern, docs/design.md §3): every seed's lifecycle
 // state as told by StateTransition events, with the broker sequence of the last event applied.
 // The broker keeps one and answers snapshot requests from it; a Subscriber keeps one from a
 // snapshot plus the events after it. Two JobStates that applied the same events are equal.

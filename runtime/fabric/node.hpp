@@ -1,4 +1,4 @@
-// The rank side of the fabric (DESIGN.md §1-3): publishes telemetry and events, receives the
+// The rank side of the fabric (docs/design.md §1-3): publishes telemetry and events, receives the
 // commands addressed to its rank, its layers or all, and answers each with a CommandResult.
 //
 // Threads: an I/O thread owns the sockets — it batches and sends telemetry, sends heartbeats at

@@ -50,7 +50,7 @@ constexpr std::uint16_t bits(std::initializer_list<State> states) noexcept {
   for (const State s : states) mask = static_cast<std::uint16_t>(mask | bit(s));
   return mask;
 }
-// Row = from, bit = to. DESIGN.md §4.
+// Row = from, bit = to. docs/design.md §4.
 inline constexpr std::array<std::uint16_t, kStateCount> kTable = {
     bits({State::GERMINATED}),                                      // DORMANT
     bits({State::TRAINING, State::CANCELLED}),                      // GERMINATED

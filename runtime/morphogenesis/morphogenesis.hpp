@@ -1,4 +1,4 @@
-// Morphogenesis on a synthetic teacher task (DESIGN.md §4–5, docs/lifecycle.md "Morphogenesis in
+// Morphogenesis on a synthetic teacher task (docs/design.md §4–5, docs/lifecycle.md "Morphogenesis in
 // numbers"): a frozen, deliberately imperfect base layer; one seed per chunk, grown by a lifecycle
 // Population through TRAINING → GRAFTING → STABILIZATION → EVALUATING → FINE_TUNING → FOSSILIZED.
 //
@@ -8,7 +8,7 @@
 //
 // One Driver::step(): the layer runs with the states and α the population holds; forward with the
 // target (telemetry), MSE gradient, backward, optimizer step. A TRAINING seed trains "as if blended
-// in" (DESIGN §5): its chunk's upstream gradient is taken at the shadow output y_c + f_c, which a
+// in" (docs/design.md §5): its chunk's upstream gradient is taken at the shadow output y_c + f_c, which a
 // second forward with the TRAINING seeds at α = 1 provides (the gradient at the produced output
 // y_c would make f_c's objective linear in f_c, with no minimum). Then per-chunk SeedMetrics from
 // the telemetry; population.tick(metrics); each seed that has met its minimum steps in state tries
@@ -74,7 +74,7 @@ struct Config {
   double smoothing = 0.9;
   std::uint32_t stability_window = 20;
 
-  lifecycle::LifecycleConfig lifecycle;  // defaults: DESIGN §4 minimums and guards
+  lifecycle::LifecycleConfig lifecycle;  // defaults: docs/design.md §4 minimums and guards
 
   // true: the driver advances seeds itself (the schedule above); false: only transition() does.
   bool auto_advance = true;

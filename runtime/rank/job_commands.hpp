@@ -1,4 +1,4 @@
-// What each command kind does to a rank's seed layers (DESIGN.md §2, §6; docs/protocol.md
+// What each command kind does to a rank's seed layers (docs/design.md §2, §6; docs/protocol.md
 // "Commands in a job"). StepCommands decides when a command is applied — at the same step
 // boundary on every replica — and JobCommands applies it, the same way on every replica:
 //

@@ -1,4 +1,4 @@
-// The rank program behind `esper run` (DESIGN.md §1, §6): every MPI rank trains the same seed
+// The rank program behind `esper run` (docs/design.md §1, §6): every MPI rank trains the same seed
 // layers data-parallel on its own batches of a synthetic teacher task; gradients and the losses
 // the lifecycle guards read are averaged over ranks, so replicas stay identical. Rank 0 embeds the
 // broker and broadcasts its endpoint; every rank connects a fabric node, publishes telemetry,

@@ -1,4 +1,4 @@
-// Step-consistent commands (DESIGN.md §6): every replica applies a command at the same step
+// Step-consistent commands (docs/design.md §6): every replica applies a command at the same step
 // boundary, or none does — whichever rank received it.
 //
 // At each boundary every rank takes the commands its node received and decides for each of its

@@ -1,4 +1,4 @@
-// The CPU reference seed layer against DESIGN §5: chunk partition, the per-state rule, forward
+// The CPU reference seed layer against docs/design.md §5: chunk partition, the per-state rule, forward
 // against a naive model, telemetry, optimizers, digest and reset. Gradients: gradient_test.cpp.
 #include <gtest/gtest.h>
 
@@ -75,7 +75,7 @@ TEST(SeedLayerFactory, CudaBackendWithoutDeviceIsAnErrorValueWithTheReason) {
   EXPECT_FALSE(cuda_status().reason.empty());
 }
 
-// The one definition of DESIGN §5's rule, which the lifecycle uses too (runtime/lifecycle/states.hpp).
+// The one definition of docs/design.md §5's rule, which the lifecycle uses too (runtime/lifecycle/states.hpp).
 TEST(SeedRules, AlphaEvaluationAndTrainingPerState) {
   struct Row { SeedState s; float alpha; bool evaluated, trains, shadow; float scale; };
   const float ramp = 0.37f;

@@ -1,5 +1,5 @@
 // Helpers shared by the seed-layer tests: deterministic data, a naive double-precision model of the
-// layer (the definition of DESIGN §5, written as plainly as possible), a normwise comparison, and the
+// layer (the definition of docs/design.md §5, written as plainly as possible), a normwise comparison, and the
 // comparisons of a CUDA layer with the CPU reference that the CUDA tests share.
 #pragma once
 

@@ -1,5 +1,5 @@
-// The transition table, checked for every (state, target) pair against DESIGN.md §4 written out
-// independently here, and a seed's α by the kernels' per-state rule (DESIGN.md §5), which
+// The transition table, checked for every (state, target) pair against docs/design.md §4 written out
+// independently here, and a seed's α by the kernels' per-state rule (docs/design.md §5), which
 // tests/kernels checks state by state.
 #include "lifecycle/states.hpp"
 

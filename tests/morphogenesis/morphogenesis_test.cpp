@@ -32,7 +32,7 @@ std::vector<State> path_of(const lifecycle::Seed& seed) {
 }
 
 TEST(Morphogenesis, GrownSeedsFossilizeAndHalveTheHeldOutLoss) {
-  Config config;  // in=32 out=32 chunks=8 rank=4 batch=64, 600 steps, DESIGN §4 minimums and guards
+  Config config;  // in=32 out=32 chunks=8 rank=4 batch=64, 600 steps, docs/design.md §4 minimums and guards
   Driver driver(config);
   const double base_before = driver.base_held_out_loss();
   EXPECT_EQ(driver.held_out_loss(), base_before);  // nothing grown yet: the layer is its base
