@@ -3,13 +3,16 @@
 // It joins late (snapshot, then deltas), drives the seeds with the policy, publishes its decisions
 // and anomaly alerts as events, prints a line per decision, and stops cleanly with a summary line
 // (commands in flight get their outcomes first) on SIGINT/SIGTERM, after an emergency stop, or
-// once every rank it has seen is reported lost (the job ended), unless --keep-running.
+// once every rank it has seen is reported lost (the job ended), unless --keep-running. Telemetry
+// and events with values out of range are rejected, counted (values_rejected= in the summary)
+// and logged; --layers and --chunks narrow what is in range to the job's shape.
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
 #include "controller/controller.hpp"
 #include "controller/describe.hpp"
 #include "core/signals.hpp"
+#include "core/terminal_text.hpp"
 
 namespace esper::cli {
 
@@ -32,7 +35,18 @@ Run add_controller(CLI::App& app) {
   auto keep_running = std::make_shared<bool>(false);
   app.add_flag("--keep-running", *keep_running,
                "keep running after every rank of the job has been lost (default: stop then, e.g. at the job's end)");
-  return [opts, policy, tick_ms, settle_ms, keep_running] {
+  auto layers = std::make_shared<std::uint32_t>(0);
+  auto chunks = std::make_shared<std::uint32_t>(0);
+  app.add_option("--layers", *layers,
+                 "the job's layers (esper run --layers): telemetry and events of other layers are rejected "
+                 "(0: not known, any layer id below 4096)")
+      ->check(CLI::Range(0u, wire::kMaxLayers))
+      ->capture_default_str();
+  app.add_option("--chunks", *chunks,
+                 "seeds per layer (esper run --chunks): seed ids past them are rejected (0: not known, below 65536)")
+      ->check(CLI::Range(0u, wire::kMaxSeedsPerLayer))
+      ->capture_default_str();
+  return [opts, policy, tick_ms, settle_ms, keep_running, layers, chunks] {
     if (*policy != "none") {
       opts->policy = controller::preset(*policy);
       if (!opts->policy) {
@@ -41,6 +55,7 @@ Run add_controller(CLI::App& app) {
     }
     opts->tick = std::chrono::milliseconds(*tick_ms);
     opts->settle = std::chrono::milliseconds(*settle_ms);
+    opts->bounds = wire::Bounds::job(*layers, *chunks);
     install_stop_handlers();
     zmq::context_t ctx;
     controller::Controller control(ctx, *opts);
@@ -49,7 +64,9 @@ Run add_controller(CLI::App& app) {
       for (const auto& event : control.decision_events(printed)) {
         flatbuffers::FlatBufferBuilder fbb;
         fbb.Finish(wire::Event::Pack(fbb, &event));
-        std::printf("%s\n", controller::describe(*flatbuffers::GetRoot<wire::Event>(fbb.GetBufferPointer())).c_str());
+        // A decision's failure text quotes what a rank or the broker said: printed terminal-safe.
+        std::printf("%s\n",
+                    terminal_safe(controller::describe(*flatbuffers::GetRoot<wire::Event>(fbb.GetBufferPointer()))).c_str());
       }
       std::fflush(stdout);
     };
@@ -70,11 +87,12 @@ Run add_controller(CLI::App& app) {
     print_decisions();
     const auto st = control.stats();
     std::printf("stopped: decisions=%llu commands=%llu applied=%llu rejected=%llu failed=%llu alerts=%llu "
-                "latency_ms p50=%.2f p99=%.2f%s\n",
+                "values_rejected=%llu latency_ms p50=%.2f p99=%.2f%s\n",
                 static_cast<unsigned long long>(st.decisions), static_cast<unsigned long long>(st.commands),
                 static_cast<unsigned long long>(st.seeds_applied), static_cast<unsigned long long>(st.seeds_rejected),
                 static_cast<unsigned long long>(st.seeds_failed), static_cast<unsigned long long>(st.alerts),
-                st.latency_p50_ms, st.latency_p99_ms, st.emergency_stopped ? " (emergency stop)" : "");
+                static_cast<unsigned long long>(st.values_rejected), st.latency_p50_ms, st.latency_p99_ms,
+                st.emergency_stopped ? " (emergency stop)" : "");
     return 0;
   };
 }

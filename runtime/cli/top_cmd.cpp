@@ -13,6 +13,11 @@
 //
 // It never holds the broker back: its subscription has the normal high-water mark, so when it
 // falls behind the broker drops for it alone, and the header shows the batches it missed.
+//
+// What it shows of the wire is checked first (wire/validate.hpp): telemetry and events with a
+// value out of range (a state past ROLLED_BACK, a seed past its layer, a layer outside --layers)
+// are rejected by its subscriber and its model, and counted in the header ("values rejected N");
+// every string from the wire is printed terminal-safe (core/terminal_text.hpp).
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -31,6 +36,7 @@
 #include "core/error.hpp"
 #include "core/signals.hpp"
 #include "fabric/subscriber.hpp"
+#include "wire/validate.hpp"
 
 namespace esper::cli {
 namespace {
@@ -148,7 +154,18 @@ Run add_top(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--once", *once, "print one frame after a second of listening, then exit");
   app.add_flag("--no-color", *no_color, "no ANSI colors (also off when stdout is not a terminal, or with NO_COLOR)");
-  return [broker, interval_ms, connect_timeout_ms, once, no_color] {
+  auto layers = std::make_shared<std::uint32_t>(0);
+  auto chunks = std::make_shared<std::uint32_t>(0);
+  app.add_option("--layers", *layers,
+                 "the job's layers (esper run --layers): telemetry and events of other layers are rejected "
+                 "(0: not known, any layer id below 4096)")
+      ->check(CLI::Range(0u, wire::kMaxLayers))
+      ->capture_default_str();
+  app.add_option("--chunks", *chunks,
+                 "seeds per layer (esper run --chunks): seed ids past them are rejected (0: not known, below 65536)")
+      ->check(CLI::Range(0u, wire::kMaxSeedsPerLayer))
+      ->capture_default_str();
+  return [broker, interval_ms, connect_timeout_ms, once, no_color, layers, chunks] {
     install_stop_handlers();
     const bool tty = ::isatty(STDOUT_FILENO) == 1;
     const bool live = tty && !*once;  // redraw in place; otherwise plain frames one after another
@@ -156,9 +173,11 @@ Run add_top(CLI::App& app) {
     const auto timeout = std::chrono::milliseconds(*connect_timeout_ms);
     if (live) write_all("esper top: connecting to " + *broker + " ...\n");
 
+    const auto bounds = wire::Bounds::job(*layers, *chunks);
     zmq::context_t ctx;
     fabric::SubscriberOptions so;
     so.connect_timeout = timeout;
+    so.bounds = bounds;
     std::unique_ptr<fabric::Subscriber> joined;
     try {
       joined = std::make_unique<fabric::Subscriber>(ctx, *broker, so);  // throws when the broker does not answer
@@ -173,6 +192,7 @@ Run add_top(CLI::App& app) {
     fabric::Subscriber& sub = *joined;
     controller::TopOptions to;
     to.broker = *broker;
+    to.bounds = bounds;
     controller::TopModel model(to);
     model.load(sub.state());
     std::uint64_t gaps_seen = sub.counters().event_gaps;
@@ -187,8 +207,8 @@ Run add_top(CLI::App& app) {
       const auto now = Clock::now();
       if (now >= next_frame) {
         const auto c = sub.counters();
-        model.set_losses(
-            {c.telemetry_records_dropped, sub.telemetry_batches_missing(), c.event_gaps, c.frames_rejected});
+        model.set_losses({c.telemetry_records_dropped, sub.telemetry_batches_missing(), c.event_gaps,
+                          c.frames_rejected, c.values_rejected});
         controller::RenderOptions ro;
         ro.now = now;
         ro.color = color;

@@ -1,11 +1,14 @@
 // esper watch: prints decoded telemetry batches and events from a broker, filtered by topic
-// prefix (tel/, evt/, tel/3, ...), until SIGINT/SIGTERM or --count messages.
+// prefix (tel/, evt/, tel/3, ...), until SIGINT/SIGTERM or --count messages. Its subscriber drops
+// messages with a value out of range (wire/validate.hpp; counted in the last line), and every line
+// is printed terminal-safe (core/terminal_text.hpp): topics, reasons and hosts come from the wire.
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
 #include "controller/describe.hpp"
 #include "fabric/subscriber.hpp"
 #include "core/signals.hpp"
+#include "core/terminal_text.hpp"
 
 namespace esper::cli {
 
@@ -44,17 +47,18 @@ Run add_watch(CLI::App& app) {
           first = fmt::format(" first: seed={} state={} loss={:.4g} alpha={:.3g}", r->seed(),
                               wire::EnumNameSeedState(r->state()), r->task_loss(), r->alpha());
         }
-        std::printf("%s rank=%d records=%u dropped_before=%llu%s\n", d->topic.c_str(), b->rank(), n,
-                    static_cast<unsigned long long>(b->dropped_records()), first.c_str());
+        const auto line = fmt::format("{} rank={} records={} dropped_before={}{}", d->topic, b->rank(), n,
+                                      b->dropped_records(), first);
+        std::printf("%s\n", terminal_safe(line).c_str());
       } else if (const auto* e = d->message->body<wire::Event>()) {
-        std::printf("%s #%llu %s\n", d->topic.c_str(), static_cast<unsigned long long>(d->meta.sequence),
-                    controller::describe(*e).c_str());
+        const auto line = fmt::format("{} #{} {}", d->topic, d->meta.sequence, controller::describe(*e));
+        std::printf("%s\n", terminal_safe(line).c_str());
       }
       std::fflush(stdout);
     }
     const auto c = sub.counters();
-    spdlog::info("watched {} messages; rejected {}, event gaps {}, telemetry batches missing {}", shown,
-                 c.frames_rejected, c.event_gaps, sub.telemetry_batches_missing());
+    spdlog::info("watched {} messages; rejected {}, values rejected {}, event gaps {}, telemetry batches missing {}",
+                 shown, c.frames_rejected, c.values_rejected, c.event_gaps, sub.telemetry_batches_missing());
     return 0;
   };
 }

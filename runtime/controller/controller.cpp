@@ -36,9 +36,10 @@ constexpr Watched kWatched[] = {{"task_loss", &wire::SeedMetrics::task_loss},
 }  // namespace
 
 Controller::Controller(zmq::context_t& ctx, ControllerOptions options)
-    : options_(std::move(options)), anomalies_(options_.anomaly) {
+    : options_(std::move(options)), anomalies_(options_.anomaly), view_(options_.bounds) {
   fabric::SubscriberOptions so;
   so.connect_timeout = options_.connect_timeout;
+  so.bounds = options_.bounds;
   sub_ = std::make_unique<fabric::Subscriber>(ctx, options_.broker, so);
   fabric::ClientOptions co;
   co.job_id = options_.job_id;
@@ -380,6 +381,7 @@ ControllerStats Controller::stats() const {
   auto s = stats_;
   s.ranks_live = view_.live_ranks().size();
   s.ranks_seen = view_.ranks_seen().size();
+  s.values_rejected = view_.values_rejected() + sub_->counters().values_rejected + client_->counters().values_rejected;
   s.latency_p50_ms = percentile(latencies_ms_, 0.50);
   s.latency_p99_ms = percentile(latencies_ms_, 0.99);
   return s;

@@ -49,6 +49,10 @@ struct ControllerOptions {
   std::uint32_t command_timeout_ms = 5000;
   bool detect_anomalies = true;
   AnomalyConfig anomaly{};
+  // What is accepted from the wire (wire/validate.hpp): sane bounds by default,
+  // wire::Bounds::job(layers, seeds) for a job of known shape. Rejects are counted in
+  // ControllerStats::values_rejected.
+  wire::Bounds bounds{};
   fabric::RetryPolicy retry{std::chrono::milliseconds(100)};
 };
 
@@ -71,6 +75,9 @@ struct ControllerStats {
   std::uint64_t alerts = 0;          // anomaly alerts published
   std::uint64_t events = 0;          // events published (decisions and alerts)
   std::uint64_t telemetry_records = 0;
+  // Messages, snapshot entries and outcomes rejected for a value out of range (wire/validate.hpp):
+  // at the subscriber, in the population view and at the command client.
+  std::uint64_t values_rejected = 0;
   bool joined = false;               // subscription live and snapshot loaded
   std::size_t ranks_seen = 0;        // ranks that held a layer at some point
   std::size_t ranks_live = 0;        // of those, the ones not reported lost since

@@ -2,9 +2,9 @@
 //
 // A frame is built from Lines: runs of text, each with a color, so that a line can be cut to the
 // screen width by visible columns (UTF-8 code points; every glyph used here is one column wide)
-// whether or not the escape codes are written. Text that comes from the network (event reasons,
-// policy names) has its control characters replaced, so that nothing a rank publishes can move the
-// cursor or change the terminal.
+// whether or not the escape codes are written. Every run of text goes through terminal_safe()
+// (core/terminal_text.hpp) as it is added, so that nothing a rank publishes — an event's reason, a
+// host, a policy name — can move the cursor or change the terminal, and columns are counted right.
 //
 // When the screen is short, the header and every layer's state counts are kept, then up to three
 // events, then as many seed-table rows as fit (the same number for every layer), then more events.
@@ -20,14 +20,21 @@
 
 #include "controller/describe.hpp"
 #include "core/stats.hpp"
+#include "core/terminal_text.hpp"
 
 namespace esper::controller {
 
 using wire::SeedState;
 
-TopModel::TopModel(TopOptions options) : options_(std::move(options)) {}
+TopModel::TopModel(TopOptions options) : options_(std::move(options)), view_(options_.bounds) {}
 
 void TopModel::on_telemetry(const wire::TelemetryBatch& batch, Clock::time_point received) {
+  // Checked before anything of it counts: a rejected batch adds neither records nor drops.
+  if (auto problem = wire::check(batch, options_.bounds)) {
+    ++values_rejected_;
+    reject_log_.reject("top", "TelemetryBatch", batch.rank(), *problem);
+    return;
+  }
   view_.on_telemetry(batch);
   if (batches_++ == 0) first_batch_ = received;
   last_batch_ = std::max(last_batch_, received);
@@ -38,6 +45,11 @@ void TopModel::on_telemetry(const wire::TelemetryBatch& batch, Clock::time_point
 }
 
 void TopModel::on_event(const wire::Event& event, std::int32_t source_rank, bool in_state) {
+  if (auto problem = wire::check(event, options_.bounds)) {
+    ++values_rejected_;
+    reject_log_.reject("top", "Event", source_rank, *problem);
+    return;
+  }
   ++events_seen_;
   if (!in_state) view_.on_event(event, source_rank);
   if (options_.events_kept > 0) {
@@ -132,20 +144,13 @@ std::size_t columns(const std::string& s) {
   return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return !is_continuation(c); }));
 }
 
-// Control characters (and DEL) from untrusted text become '?'.
-std::string printable(std::string s) {
-  for (char& c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20u || u == 0x7Fu) c = '?';
-  }
-  return s;
-}
-
 class Line {
  public:
-  Line& add(std::string text, Color color = Color::None) {
-    width_ += columns(text);
-    runs_.push_back({std::move(text), color});
+  // `text` may hold strings from the network: it is made terminal-safe here, once for all.
+  Line& add(std::string_view text, Color color = Color::None) {
+    std::string safe = terminal_safe(text);
+    width_ += columns(safe);
+    runs_.push_back({std::move(safe), color});
     return *this;
   }
   [[nodiscard]] std::size_t width() const { return width_; }
@@ -284,7 +289,7 @@ std::string render(const TopModel& model, const RenderOptions& options) {
   for (const auto& [id, layer] : view.layers()) ranks.insert(layer.ranks.begin(), layer.ranks.end());
   header.emplace_back()
       .add("esper top", Color::Bold)
-      .add(fmt::format(" — broker {} — step {} — ranks {}", printable(model.options().broker), view.step(),
+      .add(fmt::format(" — broker {} — step {} — ranks {}", model.options().broker, view.step(),
                        rank_list(ranks)));
   const auto& losses = model.losses();
   std::string tel =
@@ -292,10 +297,14 @@ std::string render(const TopModel& model, const RenderOptions& options) {
                   model.records_dropped(), losses.telemetry_batches_missing);
   if (losses.event_gaps > 0) tel += fmt::format(", event gaps {}", losses.event_gaps);
   if (losses.frames_rejected > 0) tel += fmt::format(", rejected {}", losses.frames_rejected);
+  // Well-formed messages with a value out of range, at the subscriber and in the model.
+  const auto values_rejected = losses.values_rejected + model.values_rejected();
+  if (values_rejected > 0) tel += fmt::format(", values rejected {}", values_rejected);
   // A job that ended, or a broker that went away, shows as silence.
   const auto quiet = std::chrono::duration<double>(options.now - model.last_batch()).count();
   if (model.batches_seen() > 0 && quiet >= 2.0) tel += fmt::format(", none for {:.0f} s", quiet);
-  const bool lossy = model.records_dropped() > 0 || losses.telemetry_batches_missing > 0 || losses.event_gaps > 0;
+  const bool lossy = model.records_dropped() > 0 || losses.telemetry_batches_missing > 0 || losses.event_gaps > 0 ||
+                     values_rejected > 0;
   header.emplace_back().add(std::move(tel), lossy ? Color::Yellow : Color::None);
   const auto lat = model.latency();
   header.emplace_back().add(
@@ -362,7 +371,7 @@ std::string render(const TopModel& model, const RenderOptions& options) {
   lines.emplace_back().add(fmt::format("recent events ({} seen)", model.events_seen()), Color::Bold);
   if (events.empty()) lines.emplace_back().add("  none yet", Color::Dim);
   for (std::size_t i = events.size() - shown_events; i < events.size(); ++i) {
-    lines.emplace_back().add("  " + printable(events[i]));
+    lines.emplace_back().add("  " + events[i]);
   }
 
   if (options.height > 0 && lines.size() > static_cast<std::size_t>(options.height)) {

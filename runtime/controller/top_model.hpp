@@ -10,6 +10,8 @@
 //    the last `rate_window`, and the drops: publisher-side (each batch's dropped_records) and
 //    subscriber-side (records dropped, batches missing).
 // Everything it keeps is bounded, so a long-running top costs the same per frame as a fresh one.
+// What it is fed is range-checked first (wire/validate.hpp, against TopOptions::bounds): a batch or
+// an event with a value out of range is counted (values_rejected()) and otherwise ignored.
 //
 // render() is a pure function of the model, the screen size and the time: it returns the frame as
 // text (lines joined by '\n', none wider than `width` columns, at most `height` lines), with ANSI
@@ -24,6 +26,7 @@
 #include <utility>
 
 #include "controller/view.hpp"
+#include "fabric/counters.hpp"
 #include "fabric/job_state.hpp"
 #include "fbs/envelope_generated.h"
 
@@ -34,6 +37,7 @@ struct TopOptions {
   std::size_t events_kept = 8;                  // recent events shown
   std::size_t latency_window = 1000;            // decisions the percentiles are taken over
   std::chrono::milliseconds rate_window{1000};  // telemetry rate: records over this long
+  wire::Bounds bounds{};                        // what is accepted (wire::Bounds::job for a known shape)
 };
 
 // Losses the subscriber saw (fabric::Subscriber::counters() and telemetry_batches_missing()).
@@ -42,6 +46,7 @@ struct SubscriberLosses {
   std::uint64_t telemetry_batches_missing = 0;
   std::uint64_t event_gaps = 0;
   std::uint64_t frames_rejected = 0;
+  std::uint64_t values_rejected = 0;
 };
 
 struct LatencySummary {
@@ -77,6 +82,9 @@ class TopModel {
   [[nodiscard]] std::uint64_t records_dropped() const noexcept;
   [[nodiscard]] const SubscriberLosses& losses() const noexcept { return losses_; }
   [[nodiscard]] LatencySummary latency() const;
+  // Batches, events and snapshot entries this model rejected for a value out of range (the
+  // subscriber's own rejects are in losses()).
+  [[nodiscard]] std::uint64_t values_rejected() const noexcept { return values_rejected_ + view_.values_rejected(); }
 
  private:
   TopOptions options_;
@@ -88,6 +96,8 @@ class TopModel {
   Clock::time_point first_batch_{}, last_batch_{};
   std::uint64_t batches_ = 0;
   std::uint64_t publisher_dropped_ = 0;
+  std::uint64_t values_rejected_ = 0;
+  fabric::ValueRejectLog reject_log_;
   SubscriberLosses losses_;
 };
 
@@ -101,7 +111,8 @@ struct RenderOptions {
 
 // The frame: a header (broker, step, ranks, telemetry rate and drops, command latency), per layer
 // the seeds per state with a proportional bar and a table of its most active seeds, then the
-// recent events, newest last. The seed table lists seeds that left DORMANT first, by lifecycle
+// recent events, newest last. Every string from the network is printed through terminal_safe()
+// (core/terminal_text.hpp). The seed table lists seeds that left DORMANT first, by lifecycle
 // state (GERMINATED ... FINE_TUNING, then the terminal ones), then by |grad_norm|, largest first.
 [[nodiscard]] std::string render(const TopModel& model, const RenderOptions& options);
 

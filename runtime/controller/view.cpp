@@ -28,7 +28,10 @@ double SeedView::improvement() const {
 
 std::array<std::uint32_t, kStates> LayerView::counts() const {
   std::array<std::uint32_t, kStates> c{};
-  for (const auto& [id, s] : seeds) ++c[static_cast<std::size_t>(s.state)];
+  // States are checked where they enter the view; the index is checked again, should one not be.
+  for (const auto& [id, s] : seeds) {
+    if (const auto i = wire::index_of_checked(s.state); i && *i < c.size()) ++c[*i];
+  }
   return c;
 }
 
@@ -74,6 +77,13 @@ double metric_value(const SeedView& s, Metric m) {
   return kNaN;
 }
 
+PopulationView::PopulationView(wire::Bounds bounds) : bounds_(std::move(bounds)) {}
+
+void PopulationView::reject(const char* kind, std::int32_t rank, const std::string& problem) {
+  ++values_rejected_;
+  reject_log_.reject("population view", kind, rank, problem);
+}
+
 void PopulationView::enter(SeedView& s, SeedState to, std::uint64_t step) {
   if (to == s.state) return;
   const bool failed = to == SeedState::CULLED || to == SeedState::CANCELLED || to == SeedState::ROLLED_BACK;
@@ -85,6 +95,10 @@ void PopulationView::enter(SeedView& s, SeedState to, std::uint64_t step) {
 
 std::size_t PopulationView::on_telemetry(const wire::TelemetryBatch& batch,
                                          std::vector<std::pair<std::uint32_t, wire::SeedMetrics>>* fresh) {
+  if (auto problem = wire::check(batch, bounds_)) {
+    reject("TelemetryBatch", batch.rank(), *problem);
+    return 0;
+  }
   auto& layer = layers_[batch.layer()];
   layer.layer = batch.layer();
   if (batch.rank() >= 0) add_rank(layer, batch.rank());
@@ -111,19 +125,29 @@ std::size_t PopulationView::on_telemetry(const wire::TelemetryBatch& batch,
   return n;
 }
 
-void PopulationView::on_event(const wire::Event& event, std::int32_t source_rank) {
+bool PopulationView::on_event(const wire::Event& event, std::int32_t source_rank) {
+  auto problem = wire::check(event, bounds_);
+  if (!problem && (source_rank < -1 || source_rank >= bounds_.ranks)) {
+    problem = "source rank: " + std::to_string(source_rank) + " is not a rank id";
+  }
+  if (problem) {
+    reject("Event", source_rank, *problem);
+    return false;
+  }
   if (const auto* j = event.body_as_RankJoined()) {
-    if (j->layers() == nullptr) return;
+    if (j->layers() == nullptr) return true;
     for (const auto l : *j->layers()) {
+      // A rank of the job may hold layers this view does not watch: those are not shown.
+      if (!bounds_.hosted.empty() && !bounds_.hosted.contains(l)) continue;
       auto& layer = layers_[l];
       layer.layer = l;
       add_rank(layer, j->rank());
     }
-    return;
+    return true;
   }
   if (const auto* lost = event.body_as_RankLost()) {
     for (auto& [id, layer] : layers_) layer.ranks.erase(lost->rank());
-    return;
+    return true;
   }
   if (const auto* t = event.body_as_StateTransition()) {
     auto& layer = layers_[event.layer()];
@@ -132,10 +156,19 @@ void PopulationView::on_event(const wire::Event& event, std::int32_t source_rank
     auto& s = layer.seeds[t->seed()];
     if (event.step() >= s.state_step || s.state == t->from()) enter(s, t->to(), event.step());
   }
+  return true;
 }
 
 void PopulationView::load(const fabric::JobState& state) {
   for (const auto& [key, seed] : state.seeds()) {
+    auto problem = wire::check_seed(key.first, key.second, seed.state, bounds_);
+    if (!problem && (seed.rank < -1 || seed.rank >= bounds_.ranks)) {
+      problem = "rank: " + std::to_string(seed.rank) + " is not a rank id";
+    }
+    if (problem) {
+      reject("snapshot entry", seed.rank, *problem);
+      continue;
+    }
     auto& layer = layers_[key.first];
     layer.layer = key.first;
     if (seed.rank >= 0) add_rank(layer, seed.rank);
@@ -144,11 +177,16 @@ void PopulationView::load(const fabric::JobState& state) {
   }
 }
 
-void PopulationView::set_state(std::uint32_t layer, std::uint32_t seed, SeedState state, std::uint64_t step) {
+bool PopulationView::set_state(std::uint32_t layer, std::uint32_t seed, SeedState state, std::uint64_t step) {
+  if (auto problem = wire::check_seed(layer, seed, state, bounds_)) {
+    reject("command outcome", -1, *problem);
+    return false;
+  }
   auto& l = layers_[layer];
   l.layer = layer;
   auto& s = l.seeds[seed];
   if (step >= s.state_step) enter(s, state, step);
+  return true;
 }
 
 void PopulationView::add_rank(LayerView& layer, std::int32_t rank) {

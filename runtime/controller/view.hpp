@@ -9,6 +9,11 @@
 //
 // Selection is the query half of transition_population(): seeds of a layer filtered by state,
 // metric bounds and failure count, worst chunk loss first, at most `limit`.
+//
+// Nothing from the wire is kept unchecked (wire/validate.hpp, against the view's Bounds): a batch
+// or an event with a value out of range — a state past ROLLED_BACK, a seed past its layer, a layer
+// the view does not watch, a negative loss — changes nothing and is counted (values_rejected())
+// and logged; so is a snapshot entry or a command outcome out of range.
 #pragma once
 
 #include <array>
@@ -20,8 +25,10 @@
 #include <string>
 #include <vector>
 
+#include "fabric/counters.hpp"
 #include "fabric/job_state.hpp"
 #include "fbs/envelope_generated.h"
+#include "wire/validate.hpp"
 
 namespace esper::controller {
 
@@ -55,6 +62,7 @@ struct LayerView {
   std::uint64_t step = 0;           // the latest step seen in its telemetry
   double loss = std::numeric_limits<double>::quiet_NaN();  // the latest layer-level loss, if published
 
+  // Seeds per state, indexed by the state's value (a state out of range is counted nowhere).
   [[nodiscard]] std::array<std::uint32_t, kStates> counts() const;
   [[nodiscard]] double median_task_loss() const;  // over seeds with metrics; NaN if none
 };
@@ -82,15 +90,26 @@ struct Selection {
 
 class PopulationView {
  public:
+  // `bounds`: what the view accepts; wire::Bounds::job(layers, seeds) for a job of known shape.
+  explicit PopulationView(wire::Bounds bounds = {});
+
   // Returns how many of the batch's records were new (a later step than the seed's last one);
   // their (layer, record) pairs are appended to `fresh` when given. Replicas' copies are not new.
+  // A batch with a value out of range is rejected whole: 0.
   std::size_t on_telemetry(const wire::TelemetryBatch& batch,
                            std::vector<std::pair<std::uint32_t, wire::SeedMetrics>>* fresh = nullptr);
-  void on_event(const wire::Event& event, std::int32_t source_rank);
-  // Loads a late joiner's snapshot: the states it holds replace the ones known.
+  // False when the event (or its source rank) was rejected.
+  bool on_event(const wire::Event& event, std::int32_t source_rank);
+  // Loads a late joiner's snapshot: the states it holds replace the ones known. Entries out of
+  // range are skipped (and counted).
   void load(const fabric::JobState& state);
-  // A command's outcome at step `step`: the seed is now in `state`.
-  void set_state(std::uint32_t layer, std::uint32_t seed, wire::SeedState state, std::uint64_t step);
+  // A command's outcome at step `step`: the seed is now in `state`. False (and counted) when the
+  // layer, seed or state is out of range.
+  bool set_state(std::uint32_t layer, std::uint32_t seed, wire::SeedState state, std::uint64_t step);
+
+  [[nodiscard]] const wire::Bounds& bounds() const noexcept { return bounds_; }
+  // Batches, events, snapshot entries and outcomes rejected for a value out of range.
+  [[nodiscard]] std::uint64_t values_rejected() const noexcept { return values_rejected_; }
 
   [[nodiscard]] const std::map<std::uint32_t, LayerView>& layers() const noexcept { return layers_; }
   [[nodiscard]] const LayerView* layer(std::uint32_t id) const;
@@ -106,7 +125,11 @@ class PopulationView {
  private:
   void enter(SeedView& s, wire::SeedState to, std::uint64_t step);
   void add_rank(LayerView& layer, std::int32_t rank);
+  void reject(const char* kind, std::int32_t rank, const std::string& problem);
 
+  wire::Bounds bounds_;
+  std::uint64_t values_rejected_ = 0;
+  fabric::ValueRejectLog reject_log_;
   std::map<std::uint32_t, LayerView> layers_;
   std::uint64_t step_ = 0;
   std::uint64_t records_ = 0;

@@ -341,14 +341,14 @@ Problem check(const Event& e, const Bounds& b) {
 Problem check_fields(const LayerState& l, const Bounds& b) {
   if (auto p = layer_id("layer", l.layer(), b, true)) return p;
   if (auto p = rank_id("rank", l.rank(), b, true)) return p;
-  if (auto p = at_most("step", l.step(), b.steps)) return p;
-  return list_size("seeds", l.seeds(), b.seeds_in(l.layer()));
+  return at_most("step", l.step(), b.steps);
 }
 
 Problem check(const SeedStatus& s, std::uint32_t layer, const Bounds& b) { return seed_status(s, layer, b); }
 
 Problem check(const LayerState& l, const Bounds& b) {
   if (auto p = check_fields(l, b)) return p;
+  if (auto p = list_size("seeds", l.seeds(), b.seeds_in(l.layer()))) return p;
   if (const auto* seeds = l.seeds()) {
     for (std::uint32_t j = 0; j < seeds->size(); ++j) {
       if (auto p = seed_status(*seeds->Get(j), l.layer(), b)) return prefixed(at("seeds", j), std::move(p));

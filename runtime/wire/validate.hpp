@@ -72,7 +72,7 @@ using Problem = std::optional<std::string>;
 [[nodiscard]] Problem check(const Event& event, const Bounds& bounds = {});
 [[nodiscard]] Problem check(const StateSnapshot& snapshot, const Bounds& bounds = {});
 // Pieces of a snapshot, for a receiver that keeps what is sane and skips the rest: one layer with
-// its seeds; a layer's own fields (id, rank, step, the number of seeds); one seed of `layer`.
+// its seeds; a layer's own fields (id, rank, step); one seed of `layer`.
 [[nodiscard]] Problem check(const LayerState& layer, const Bounds& bounds = {});
 [[nodiscard]] Problem check_fields(const LayerState& layer, const Bounds& bounds = {});
 [[nodiscard]] Problem check(const SeedStatus& seed, std::uint32_t layer, const Bounds& bounds = {});
