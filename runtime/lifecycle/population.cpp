@@ -136,7 +136,9 @@ void Population::tick(std::span<const SeedMetrics> metrics) {
 
 std::array<std::uint32_t, kStateCount> Population::count_by_state() const noexcept {
   std::array<std::uint32_t, kStateCount> counts{};
-  for (const Seed& s : seeds_) ++counts[index_of(s.state())];
+  for (const Seed& s : seeds_) {
+    if (const auto i = index_of_checked(s.state()); i < kStateCount) ++counts[i];
+  }
   return counts;
 }
 

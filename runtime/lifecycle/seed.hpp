@@ -24,8 +24,14 @@ namespace esper::lifecycle {
 struct MinimumSteps {
   std::array<std::uint32_t, kStateCount> steps{0, 0, 100, 50, 20, 30, 50, 0, 0, 0, 0};
 
-  [[nodiscard]] std::uint32_t in(State s) const noexcept { return steps[index_of(s)]; }
-  void set(State s, std::uint32_t n) noexcept { steps[index_of(s)] = n; }
+  // 0 for a state out of range (and set() ignores one): see index_of_checked.
+  [[nodiscard]] std::uint32_t in(State s) const noexcept {
+    const auto i = index_of_checked(s);
+    return i < kStateCount ? steps[i] : 0;
+  }
+  void set(State s, std::uint32_t n) noexcept {
+    if (const auto i = index_of_checked(s); i < kStateCount) steps[i] = n;
+  }
   friend bool operator==(const MinimumSteps&, const MinimumSteps&) = default;
 };
 

@@ -30,6 +30,11 @@ inline constexpr std::array<State, kStateCount> kAllStates = {
 // False for a value that arrived from the wire outside DORMANT..ROLLED_BACK.
 [[nodiscard]] constexpr bool is_valid(State s) noexcept { return index_of(s) < kStateCount; }
 
+// index_of() for a table of kStateCount entries, or kStateCount (past every such table) for a
+// state out of range: `if (i < kStateCount) table[i]`, so that no index derived from a state that
+// came from the wire can reach past a table, whether or not the state was checked before.
+[[nodiscard]] constexpr std::size_t index_of_checked(State s) noexcept { return is_valid(s) ? index_of(s) : kStateCount; }
+
 // FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK.
 [[nodiscard]] constexpr bool is_terminal(State s) noexcept {
   return s == State::FOSSILIZED || s == State::CULLED || s == State::CANCELLED || s == State::ROLLED_BACK;

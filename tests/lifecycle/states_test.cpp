@@ -104,6 +104,17 @@ TEST(StatesTest, UnknownStateValueIsRejectedByItsOwnRule) {
   EXPECT_EQ(seed, Seed());
 }
 
+TEST(StatesTest, IndicesOfStatesOutOfRangeReachNoTable) {
+  for (std::size_t i = 0; i < kStateCount; ++i) EXPECT_EQ(index_of_checked(kAllStates[i]), i);
+  for (const int v : {11, 42, 200, 255}) EXPECT_EQ(index_of_checked(static_cast<S>(v)), kStateCount) << v;
+  MinimumSteps minimum;
+  const auto before = minimum;
+  minimum.set(static_cast<S>(200), 7);  // ignored
+  EXPECT_EQ(minimum, before);
+  EXPECT_EQ(minimum.in(static_cast<S>(200)), 0u);
+  EXPECT_EQ(minimum.in(S::TRAINING), 100u);
+}
+
 TEST(StatesTest, ResetIsTheOnlyWayBackToDormant) {
   for (const S from : kAllStates) {
     EXPECT_EQ(is_reset(from, S::DORMANT), from == S::CULLED || from == S::CANCELLED || from == S::ROLLED_BACK)
