@@ -15,6 +15,10 @@ if(ESPER_SANITIZERS)
     $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=${sanitizers} -fno-omit-frame-pointer -fno-sanitize-recover=all>)
   target_link_options(esper_build_flags INTERFACE -fsanitize=${sanitizers})
 endif()
+if(ESPER_FUZZ)
+  # libFuzzer's coverage feedback in every esper target; only the fuzzers link its main (tests/fuzz).
+  target_compile_options(esper_build_flags INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
+endif()
 if(ESPER_COVERAGE)
   # Atomic counter updates: the fabric's threads would otherwise race on the counters and leave
   # negative branch counts that gcovr refuses to parse.

@@ -14,6 +14,7 @@ packages=(
   libhiredis-dev redis-server
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   gcovr
+  clang-16 libclang-rt-16-dev  # libFuzzer for scripts/fuzz.sh (clang 14 lacks std::source_location)
 )
 
 missing=()

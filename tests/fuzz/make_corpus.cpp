@@ -1,0 +1,360 @@
+// Writes the seed inputs of every fuzz target (tests/fuzz/corpus/<target>/seed-*): valid messages
+// made by the project's own builders and encoder, one file per case, so that the fuzzers start
+// from frames the fabric really sends and the replays test them on every build.
+//
+//   build/<preset>/tests/fuzz/fuzz_make_corpus tests/fuzz/corpus
+//
+// Deterministic: running it again rewrites the same bytes (commit what changed when the schema or
+// the builders change). Inputs the fuzzers found are kept beside these under their own names.
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "wire/builders.hpp"
+#include "wire/codec.hpp"
+#include "wire/random_messages.hpp"
+
+namespace fs = std::filesystem;
+using namespace esper::wire;
+
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+
+fs::path g_root;
+std::size_t g_files = 0;
+
+void write(const std::string& target, const std::string& name, const Bytes& bytes) {
+  const fs::path dir = g_root / target;
+  fs::create_directories(dir);
+  std::ofstream out(dir / ("seed-" + name), std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) {
+    std::fprintf(stderr, "make_corpus: cannot write %s/%s\n", dir.c_str(), name.c_str());
+    std::exit(1);
+  }
+  ++g_files;
+}
+
+template <class T>
+Bytes frame(Encoder& enc, const T& body, std::uint64_t sequence = 0, std::uint64_t seq_id = 1) {
+  Header h;
+  h.msg_id = MsgId(0x0100000012345678ULL, seq_id);
+  h.sequence = sequence;
+  h.lamport = seq_id;
+  h.timestamp_ns = 1'764'547'200'000'000'000ULL + seq_id;  // 2025-12-01
+  const auto f = enc.encode(h, body);
+  return {f.begin(), f.end()};
+}
+
+// A sequence input (tests/fuzz/fuzz_support.hpp, Frames): [control][u16 length][bytes] per frame.
+class Sequence {
+ public:
+  Sequence& add(const Bytes& f, std::uint8_t control = 0) {
+    if (f.size() > 0xffff) {
+      std::fprintf(stderr, "make_corpus: a frame of %zu bytes does not fit a record\n", f.size());
+      std::exit(1);
+    }
+    bytes_.push_back(control);
+    bytes_.push_back(static_cast<std::uint8_t>(f.size() & 0xff));
+    bytes_.push_back(static_cast<std::uint8_t>(f.size() >> 8));
+    bytes_.insert(bytes_.end(), f.begin(), f.end());
+    return *this;
+  }
+  [[nodiscard]] const Bytes& bytes() const { return bytes_; }
+
+ private:
+  Bytes bytes_;
+};
+
+SetBlueprintT blueprint(std::uint32_t seed, GraftingStrategy strategy) {
+  SetBlueprintT b;
+  b.layer = 0;
+  b.seed = seed;
+  b.kind = BlueprintKind::LOW_RANK;
+  b.rank = 2;
+  b.grafting = strategy;
+  b.ramp_steps = 4;
+  b.drift_threshold = 0.05f;
+  b.learning_rate = 0.005f;
+  for (const auto& [name, value] : {std::pair{"gain_min", 0.5}, {"gain_max", 2.0}, {"loss_tolerance", 0.01}}) {
+    auto p = std::make_unique<ParamT>();
+    p->name = name;
+    p->value = value;
+    b.params.push_back(std::move(p));
+  }
+  return b;
+}
+
+std::vector<SeedMetrics> records(std::uint64_t step, std::uint32_t seeds, SeedState state, float loss) {
+  std::vector<SeedMetrics> out;
+  for (std::uint32_t s = 0; s < seeds; ++s) {
+    const auto f = static_cast<float>(s);
+    out.emplace_back(step, s, static_cast<std::uint32_t>(step), 0.1f * f, 1.0f, 0.0f, loss + 0.01f * f,
+                     loss * 0.8f, 0.2f + 0.01f * f, state >= SeedState::GRAFTING ? 0.5f : 0.0f, 0.97f, state,
+                     std::uint8_t{0}, std::uint16_t{0});
+  }
+  return out;
+}
+
+TelemetryBatchT telemetry(std::uint32_t layer, std::int32_t rank, const std::vector<SeedMetrics>& seeds,
+                          std::uint64_t step) {
+  TelemetryBatchT t;
+  t.layer = layer;
+  t.rank = rank;
+  t.window_start_ns = step * 1000;
+  t.window_end_ns = step * 1000 + 999;
+  t.seeds = seeds;
+  t.layers.emplace_back(step, 1'200'000, 5000.0f, 0.42f);
+  return t;
+}
+
+std::vector<SeedStatus> statuses(std::uint32_t n, SeedState state) {
+  std::vector<SeedStatus> v;
+  for (std::uint32_t s = 0; s < n; ++s) v.emplace_back(s, state, SeedState::DORMANT, 0, 3 * s, 0, 0.0f);
+  return v;
+}
+
+void envelope_seeds() {
+  Encoder enc(SourceInfo{1, Role::RANK, "job-7", "node0", 4242});
+  Encoder plain(SourceInfo{-1, Role::CONTROLLER, "job-7", "node0", 4243}, EncodeOptions{{.enabled = false}, {}});
+  const auto t = to_layer(0);
+  write("envelope", "command-transition",
+        frame(enc, transition_seeds(t, 0, seed_ids({1, 4, 7}), SeedState::GERMINATED, "wake", false)));
+  SeedSetT mixed = seed_ids({2, 9});
+  mixed.ranges.emplace_back(4, 6);
+  mixed.ranges.emplace_back(30, 20);  // first > last: selects nothing
+  write("envelope", "command-transition-ranges",
+        frame(enc, transition_seeds(to_rank(1), 0, std::move(mixed), SeedState::TRAINING, "train", true,
+                                    {.timeout_ms = 250, .apply_at_step = 120})));
+  write("envelope", "command-transition-all",
+        frame(enc, transition_seeds(to_all(), 1, all_seeds(), SeedState::CULLED, "cull", false)));
+  write("envelope", "command-set-blueprint",
+        frame(enc, set_blueprint(to_rank(0), blueprint(3, GraftingStrategy::ADAPTIVE))));
+  std::vector<CommandT> inner;
+  inner.push_back(transition_seeds(t, 0, seed_range(0, 3), SeedState::GERMINATED, "a", false));
+  inner.push_back(set_blueprint(t, blueprint(5, GraftingStrategy::DRIFT_CONTROLLED)));
+  std::vector<CommandT> nested;
+  nested.push_back(shutdown(t, "inner", 10));
+  inner.push_back(batch(t, std::move(nested), false, true));
+  write("envelope", "command-batch", frame(enc, batch(t, std::move(inner), true, false)));
+  write("envelope", "command-emergency-stop",
+        frame(enc, emergency_stop(to_all(), StopScope::SEED, 0, 3, "loss exploded")));
+  write("envelope", "command-request-snapshot", frame(enc, request_snapshot(to_all(), {0, 1}, "snap/1")));
+  write("envelope", "command-shutdown", frame(enc, shutdown(to_all(), "done", 30000)));
+
+  std::vector<SeedOutcomeT> outcomes;
+  outcomes.push_back(seed_outcome(1, Status::OK, SeedState::DORMANT, SeedState::GERMINATED));
+  outcomes.push_back(seed_outcome(4, Status::REJECTED, SeedState::TRAINING, SeedState::GERMINATED,
+                                  "table: TRAINING -> GERMINATED is not a transition"));
+  write("envelope", "result", frame(enc, command_result(Status::OK, 1, "", std::move(outcomes), 53'000, 120)));
+  write("envelope", "result-rejected", frame(plain, command_result(Status::REJECTED, 0, "layer 9 does not exist")));
+
+  write("envelope", "telemetry-inline", frame(plain, telemetry(0, 1, records(10, 4, SeedState::TRAINING, 0.5f), 10)));
+  // Above the compression threshold: packed, XOR-shuffled by seed (lag 1) and by step (lag = seeds).
+  write("envelope", "telemetry-packed", frame(enc, telemetry(0, 1, records(20, 48, SeedState::TRAINING, 0.5f), 20)));
+  std::vector<SeedMetrics> by_step;
+  for (std::uint64_t step = 30; step < 36; ++step) {
+    const auto r = records(step, 8, SeedState::GRAFTING, 0.4f);
+    by_step.insert(by_step.end(), r.begin(), r.end());
+  }
+  write("envelope", "telemetry-packed-by-step", frame(enc, telemetry(1, 2, by_step, 35)));
+  Encoder lossy(SourceInfo{2, Role::RANK, "job-7", "node1", 99}, EncodeOptions{{}, {.mantissa_bits = 10}});
+  write("envelope", "telemetry-packed-lossy", frame(lossy, telemetry(0, 2, records(40, 40, SeedState::EVALUATING, 0.3f), 40)));
+
+  write("envelope", "event-transition",
+        frame(enc, state_transition(0, 120, 4, SeedState::DORMANT, SeedState::GERMINATED, "wake", "policy:balanced",
+                                    MsgId(7, 9))));
+  write("envelope", "event-anomaly",
+        frame(enc, anomaly_alert(0, 130, 4, "task_loss", 9.5, 0.1, 0.9, Severity::ERROR, "zscore", 7.2)));
+  write("envelope", "event-rank-joined", frame(enc, rank_joined(3, 4, "node3", 777, {0, 1})));
+  write("envelope", "event-rank-lost", frame(enc, rank_lost(3, 1'000'000, 5, "no heartbeat")));
+  write("envelope", "event-command-failed",
+        frame(enc, command_failed(MsgId(7, 10), 2, FailureReason::TIMEOUT, "no result in 5000 ms", 3, true)));
+  write("envelope", "event-checkpoint", frame(enc, checkpoint(500, "/tmp/ckpt-500", 0xabcdef, 1 << 20)));
+  write("envelope", "event-decision",
+        frame(enc, decision(0, 140, {"balanced", DecisionAction::ADVANCE, SeedState::TRAINING, {1, 4}, "train",
+                                     MsgId(7, 11), {1}, {4}, Status::REJECTED, "4: too early", 2'500'000})));
+  write("envelope", "heartbeat", frame(enc, heartbeat(120, 100, 9'000'000, 2, 0, {0, 1}, "tcp://0.0.0.0:6001", 4)));
+  std::vector<LayerStateT> layers;
+  layers.push_back(layer_state(0, 1, 120, statuses(6, SeedState::TRAINING)));
+  layers.push_back(layer_state(1, 1, 120, statuses(3, SeedState::FOSSILIZED)));
+  write("envelope", "snapshot", frame(enc, state_snapshot(17, std::move(layers), 0, 1)));
+  RouteTableT routes;
+  routes.version = 3;
+  for (std::int32_t r = 0; r < 2; ++r) {
+    auto route = std::make_unique<RankRouteT>();
+    route->rank = r;
+    route->layers = {0, 1};
+    route->command_endpoint = "ipc:///tmp/esper-rank-" + std::to_string(r);
+    routes.ranks.push_back(std::move(route));
+  }
+  write("envelope", "route-table", frame(enc, routes));
+
+  // Random messages of every kind, as the wire property test makes them.
+  testing::RandomMessages rnd(20261201);
+  for (int i = 0; i < 12; ++i) {
+    Encoder renc(rnd.source(), EncodeOptions{{.enabled = rnd.coin(), .threshold_bytes = rnd.u32(2048)}, {}});
+    write("envelope", "random-" + std::to_string(i), rnd.any_frame(renc));
+  }
+}
+
+void job_state_seeds() {
+  Encoder broker(SourceInfo{-1, Role::BROKER, "job-7", "node0", 1});
+  Encoder rank1(SourceInfo{1, Role::RANK, "job-7", "node1", 2});
+  std::vector<LayerStateT> layers;
+  layers.push_back(layer_state(0, 1, 100, statuses(4, SeedState::DORMANT)));
+  layers.push_back(layer_state(1, 2, 100, statuses(2, SeedState::TRAINING)));
+  Sequence late_joiner;
+  late_joiner.add(frame(broker, state_snapshot(5, std::move(layers))));
+  for (std::uint64_t seq = 6; seq < 10; ++seq) {
+    late_joiner.add(frame(rank1, state_transition(0, 100 + seq, static_cast<std::uint32_t>(seq % 4), SeedState::DORMANT,
+                                                  SeedState::GERMINATED, "wake", "policy:balanced"),
+                          seq, seq));
+  }
+  late_joiner.add(frame(rank1, state_transition(0, 109, 1, SeedState::DORMANT, SeedState::GERMINATED, "dup", "command"),
+                        8, 8));  // a duplicate
+  late_joiner.add(frame(rank1, rank_joined(2, 4, "node2", 3, {1}), 10, 10));
+  write("job_state", "late-joiner", late_joiner.bytes());
+
+  Sequence lifecycle;
+  const SeedState path[] = {SeedState::DORMANT,       SeedState::GERMINATED, SeedState::TRAINING,
+                            SeedState::GRAFTING,      SeedState::STABILIZATION, SeedState::EVALUATING,
+                            SeedState::FINE_TUNING,   SeedState::FOSSILIZED};
+  for (std::uint64_t i = 1; i < std::size(path); ++i) {
+    lifecycle.add(frame(rank1, state_transition(1, 10 * i, 2, path[i - 1], path[i], "advance", "policy:balanced"), i, i));
+  }
+  std::vector<LayerStateT> later;
+  later.push_back(layer_state(1, 1, 200, statuses(3, SeedState::CULLED)));
+  lifecycle.add(frame(broker, state_snapshot(20, std::move(later))));
+  lifecycle.add(frame(rank1, state_transition(1, 210, 0, SeedState::CULLED, SeedState::DORMANT, "reset", "policy"), 21, 21));
+  write("job_state", "lifecycle-then-snapshot", lifecycle.bytes());
+
+  Sequence gaps;
+  gaps.add(frame(rank1, state_transition(0, 1, 0, SeedState::DORMANT, SeedState::GERMINATED, "", ""), 3, 3));
+  gaps.add(frame(rank1, state_transition(0, 2, 0, SeedState::GERMINATED, SeedState::CANCELLED, "", ""), 9, 4));
+  gaps.add(frame(rank1, heartbeat(2, 100, 0, 0, 0, {0}), 10, 5));
+  gaps.add(frame(rank1, anomaly_alert(0, 2, 0, "grad_norm", 1e9, 0, 1, Severity::CRITICAL, "zscore", 1e9), 11, 6));
+  write("job_state", "gaps-and-other-kinds", gaps.bytes());
+}
+
+void controller_seeds() {
+  Encoder rank0(SourceInfo{0, Role::RANK, "job-7", "node0", 10});
+  Encoder rank1(SourceInfo{1, Role::RANK, "job-7", "node1", 11});
+  Encoder ctl(SourceInfo{0, Role::CONTROLLER, "job-7", "node0", 12});
+  Encoder broker(SourceInfo{-1, Role::BROKER, "job-7", "node0", 13});
+
+  Sequence job;
+  job.add(frame(broker, rank_joined(0, 2, "node0", 10, {0, 1})), 2);
+  job.add(frame(broker, rank_joined(1, 2, "node1", 11, {0, 1})), 2);
+  for (std::uint64_t step = 10; step <= 60; step += 10) {
+    const SeedState s = step < 30 ? SeedState::DORMANT : SeedState::TRAINING;
+    job.add(frame(rank0, telemetry(0, 0, records(step, 6, s, 1.0f - 0.01f * static_cast<float>(step)), step)), 40);
+    job.add(frame(rank1, telemetry(0, 1, records(step, 6, s, 1.0f - 0.01f * static_cast<float>(step)), step)), 2);
+  }
+  job.add(frame(rank0, state_transition(0, 25, 2, SeedState::DORMANT, SeedState::GERMINATED, "wake", "command")), 2);
+  job.add(frame(ctl, decision(0, 25, {"balanced", DecisionAction::WAKE, SeedState::GERMINATED, {2}, "worst chunk",
+                                      MsgId(3, 1), {2}, {}, Status::OK, "", 1'800'000})), 2);
+  job.add(frame(ctl, anomaly_alert(0, 60, 3, "task_loss", 4.0, 0.2, 0.8, Severity::WARNING, "trend", 3.1)), 2);
+  job.add(frame(broker, rank_lost(1, 55, 3, "no heartbeat")), 2);
+  job.add(frame(rank0, command_failed(MsgId(3, 2), 1, FailureReason::RANK_LOST, "rank 1 lost", 1, false)), 2);
+  write("controller", "job", job.bytes());
+
+  Sequence joiner;
+  std::vector<LayerStateT> layers;
+  layers.push_back(layer_state(0, 0, 300, statuses(5, SeedState::GRAFTING)));
+  layers.push_back(layer_state(1, 0, 300, statuses(2, SeedState::CULLED)));
+  joiner.add(frame(broker, state_snapshot(40, std::move(layers))));
+  joiner.add(frame(rank0, state_transition(0, 301, 1, SeedState::GRAFTING, SeedState::STABILIZATION, "ramp done",
+                                           "policy:balanced")),
+             1);  // already in the snapshot
+  joiner.add(frame(rank0, telemetry(0, 0, records(305, 5, SeedState::STABILIZATION, 0.3f), 305)), 200);
+  joiner.add(frame(rank0, checkpoint(310, "/ckpt", 1, 2)), 200);
+  write("controller", "late-joiner", joiner.bytes());
+
+  // A long run of one seed's loss: the anomaly detector's window fills and a spike alerts.
+  Sequence spikes;
+  for (std::uint64_t step = 1; step <= 30; ++step) {
+    const float loss = step == 25 ? 50.0f : 1.0f + 0.001f * static_cast<float>(step % 3);
+    spikes.add(frame(rank0, telemetry(0, 0, records(step, 2, SeedState::TRAINING, loss), step)), 20);
+  }
+  write("controller", "anomaly-window", spikes.bytes());
+}
+
+void lifecycle_seeds() {
+  Encoder ctl(SourceInfo{0, Role::CONTROLLER, "job-7", "node0", 12});
+  const auto t = to_layer(0);
+  // Every seed up the lifecycle, measured (control bit 3), forced past the minimum steps.
+  Sequence grow;
+  grow.add(frame(ctl, set_blueprint(t, blueprint(0, GraftingStrategy::ADAPTIVE))));
+  grow.add(frame(ctl, set_blueprint(t, blueprint(1, GraftingStrategy::DRIFT_CONTROLLED))));
+  const SeedState path[] = {SeedState::GERMINATED, SeedState::TRAINING,    SeedState::GRAFTING,
+                            SeedState::STABILIZATION, SeedState::EVALUATING, SeedState::FINE_TUNING,
+                            SeedState::FOSSILIZED};
+  for (const auto to : path) {
+    grow.add(frame(ctl, transition_seeds(t, 0, all_seeds(), to, "advance", true)), 8 | 7 | 0x20);
+  }
+  grow.add(frame(ctl, request_snapshot(t, {}, "snap")));
+  write("lifecycle_commands", "grow-all", grow.bytes());
+
+  Sequence cull;
+  cull.add(frame(ctl, transition_seeds(t, 0, seed_range(0, 5), SeedState::GERMINATED, "wake", false)), 8 | 3);
+  SeedSetT some = seed_ids({0, 2, 99});
+  some.ranges.emplace_back(4, 0xffffffffu);
+  cull.add(frame(ctl, transition_seeds(t, 0, std::move(some), SeedState::CANCELLED, "cancel", false)), 1);
+  cull.add(frame(ctl, transition_seeds(t, 0, all_seeds(), SeedState::DORMANT, "reset", false)), 0);
+  std::vector<CommandT> inner;
+  inner.push_back(transition_seeds(t, 0, seed_ids({1}), SeedState::GERMINATED, "a", false));
+  inner.push_back(transition_seeds(t, 0, seed_ids({1}), SeedState::TRAINING, "b", true));
+  inner.push_back(set_blueprint(t, blueprint(7, GraftingStrategy::LINEAR)));
+  inner.push_back(emergency_stop(t, StopScope::LAYER, 0, 0, "stop"));
+  inner.push_back(shutdown(t, "bye"));
+  cull.add(frame(ctl, batch(t, std::move(inner), true, true)), 8 | 2);
+  cull.add(frame(ctl, request_snapshot(t, {0, 3}, "")), 0);
+  write("lifecycle_commands", "cull-reset-batch", cull.bytes());
+
+  Sequence bad;
+  bad.add(frame(ctl, transition_seeds(t, 0, seed_ids({0}), static_cast<SeedState>(11), "no such state", true)));
+  SetBlueprintT b = blueprint(2, static_cast<GraftingStrategy>(3));
+  bad.add(frame(ctl, set_blueprint(t, std::move(b))));
+  SetBlueprintT zero = blueprint(3, GraftingStrategy::ADAPTIVE);
+  zero.params[0]->value = 0.0;  // gain_min 0: refused
+  bad.add(frame(ctl, set_blueprint(t, std::move(zero))));
+  write("lifecycle_commands", "invalid-values", bad.bytes());
+}
+
+void toml_seeds() {
+  const auto text = [](const std::string& name, const std::string& s) { write("toml_config", name, Bytes(s.begin(), s.end())); };
+  text("plain", "steps = 1200\nlayers = 2\npolicy = \"balanced\"\n");
+  text("section", "# a job\n[run]\nchunks = 32\nrank = 8\ndevice = 'cpu'\ntransport = \"tcp\"\n");
+  text("all-kinds",
+       "layers = 3\nin = 128\nout = 128\nbatch = 64\nsteps = 5000\ndata-seed = 18446744073709551615\n"
+       "broker = \"tcp://node0:5555\"\nschedule = \"random:300\"\nschedule-every = 10\nprogress-every = 50\n"
+       "report = \"/tmp/r.json\"\nheartbeat-ms = 250\nconnect-timeout-ms = 20000\nno-fabric = true\n"
+       "fail-at-step = 40\nfail-rank = 1\nfail-controller-join = false\nstep-sleep-ms = 0\n");
+  text("bad-values", "layers = 0\ntransport = \"udp\"\n");
+  text("unknown-option", "steps = 10\nlearning_rate = 0.1\n");
+  text("config-itself", "config = \"other.toml\"\n");
+  text("arrays-and-quotes", "policy = [\"a\", \"b\"]\nbroker = '''multi\nline'''\nreport = \"esc\\\"aped\"\n");
+  text("nested-section", "[run.inner]\nsteps = 3\n[other]\nlayers = 2\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus dir, e.g. tests/fuzz/corpus>\n", argv[0]);
+    return 2;
+  }
+  g_root = argv[1];
+  envelope_seeds();
+  job_state_seeds();
+  controller_seeds();
+  lifecycle_seeds();
+  toml_seeds();
+  std::printf("make_corpus: wrote %zu seed inputs under %s\n", g_files, g_root.c_str());
+  return 0;
+}
