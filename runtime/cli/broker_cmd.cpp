@@ -14,9 +14,9 @@ namespace {
 void log_counters(const char* what, const fabric::Broker& b) {
   const auto c = b.counters();
   spdlog::info("{}: ranks={} telemetry batches={} records={} dropped={} events={} commands={} results={} "
-               "rejected={} ranks_lost={}",
+               "rejected={} values_rejected={} ranks_lost={}",
                what, b.live_ranks().size(), c.telemetry_batches, c.telemetry_records, c.telemetry_records_dropped,
-               c.events, c.commands_sent, c.results_received, c.frames_rejected, c.ranks_lost);
+               c.events, c.commands_sent, c.results_received, c.frames_rejected, c.values_rejected, c.ranks_lost);
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 // are rejected by its subscriber and its model, and counted in the header ("values rejected N");
 // every string from the wire is printed terminal-safe (core/terminal_text.hpp).
 #include <poll.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -169,6 +171,11 @@ Run add_top(CLI::App& app) {
     install_stop_handlers();
     const bool tty = ::isatty(STDOUT_FILENO) == 1;
     const bool live = tty && !*once;  // redraw in place; otherwise plain frames one after another
+    // Log lines (a value rejected: the first of each field) must not tear the frames: they go to
+    // stderr, and while a live view is drawn only errors are logged (the header counts rejects).
+    auto log = spdlog::stderr_color_mt("esper-top");
+    spdlog::set_default_logger(log);
+    if (live && spdlog::get_level() < spdlog::level::err) spdlog::set_level(spdlog::level::err);
     const bool color = tty && !*no_color && std::getenv("NO_COLOR") == nullptr;
     const auto timeout = std::chrono::milliseconds(*connect_timeout_ms);
     if (live) write_all("esper top: connecting to " + *broker + " ...\n");

@@ -57,7 +57,7 @@ std::uint64_t RejectLog::total() const {
 
 void ValueRejectLog::reject(const char* where, const char* kind, std::int32_t rank, const std::string& problem) {
   std::uint64_t suppressed = 0;
-  if (!throttle_.should_log(problem, suppressed)) return;
+  if (!throttle_.should_log(kind, problem, suppressed)) return;
   if (suppressed > 0) {
     spdlog::warn("{}: rejected {} from source rank {}: {} ({} more of this field not logged)", where, kind, rank,
                  problem, suppressed);

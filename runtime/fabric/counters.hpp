@@ -82,8 +82,9 @@ class RejectLog {
 
 // The log line of a well-formed message with a value out of range (wire/validate.hpp), which its
 // receiver counts (values_rejected) and keeps in its RejectLog: spdlog warns of the first reject of
-// each field, then of at most one per field every 10 s, with how many were not logged since, so
-// that a flood costs counters, not lines. One per receiving thread (not thread-safe).
+// each field of each message kind, then of at most one per field every 10 s, with how many were not
+// logged since, so that a flood costs counters, not lines. One per receiving thread (not
+// thread-safe).
 class ValueRejectLog {
  public:
   // "<where>: rejected <kind> from source rank <rank>: <problem>"; formatted only when logged.

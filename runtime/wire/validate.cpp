@@ -451,9 +451,10 @@ std::string field_of(std::string_view problem) {
   return out;
 }
 
-bool RejectThrottle::should_log(std::string_view problem, std::uint64_t& suppressed, Clock::time_point now) {
+bool RejectThrottle::should_log(std::string_view kind, std::string_view problem, std::uint64_t& suppressed,
+                                Clock::time_point now) {
   ++total_;
-  auto key = field_of(problem);
+  auto key = std::string(kind) + "/" + field_of(problem);
   auto it = fields_.find(key);
   if (it == fields_.end()) {
     if (fields_.size() >= kMaxFields) {

@@ -121,9 +121,14 @@ class RejectThrottle {
   using Clock = std::chrono::steady_clock;
   explicit RejectThrottle(std::chrono::milliseconds interval = std::chrono::seconds(10)) : interval_(interval) {}
 
-  // Counts a reject of `problem`'s field; true when it is to be logged now. `suppressed` is then set
-  // to the rejects of that field not logged since its previous log line.
-  bool should_log(std::string_view problem, std::uint64_t& suppressed, Clock::time_point now = Clock::now());
+  // Counts a reject of `problem`'s field (of a message of `kind`: fields of different kinds are
+  // apart); true when it is to be logged now. `suppressed` is then set to the rejects of that field
+  // not logged since its previous log line.
+  bool should_log(std::string_view kind, std::string_view problem, std::uint64_t& suppressed,
+                  Clock::time_point now = Clock::now());
+  bool should_log(std::string_view problem, std::uint64_t& suppressed, Clock::time_point now = Clock::now()) {
+    return should_log({}, problem, suppressed, now);
+  }
   [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
 
  private:

@@ -377,7 +377,10 @@ TEST(Validate, TheThrottleLogsTheFirstRejectOfEachFieldThenOnePerInterval) {
   EXPECT_TRUE(throttle.should_log("seeds[2].state: 12", suppressed, t0 + 11s)) << "an interval later";
   EXPECT_EQ(suppressed, 2u) << "the two not logged since";
   EXPECT_FALSE(throttle.should_log("seeds[2].state: 12", suppressed, t0 + 12s));
-  EXPECT_EQ(throttle.total(), 6u);
+  EXPECT_TRUE(throttle.should_log("Event", "layer: 5000", suppressed, t0 + 12s)) << "a field of another kind";
+  EXPECT_TRUE(throttle.should_log("TelemetryBatch", "layer: 5000", suppressed, t0 + 12s));
+  EXPECT_FALSE(throttle.should_log("Event", "layer: 4097", suppressed, t0 + 13s));
+  EXPECT_EQ(throttle.total(), 9u);
 }
 
 }  // namespace
