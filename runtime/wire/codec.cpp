@@ -81,6 +81,12 @@ bool command_complete(const Command* c) {
   return true;
 }
 
+// A vector of structs whose elements lie at their own alignment (a null vector is).
+template <class T>
+bool aligned_structs(const flatbuffers::Vector<const T*>* v) {
+  return v == nullptr || reinterpret_cast<std::uintptr_t>(v->Data()) % alignof(T) == 0;
+}
+
 bool unions_complete(Body kind, const void* body) {
   switch (kind) {
     case Body::Command: return command_complete(static_cast<const Command*>(body));
@@ -422,6 +428,14 @@ Expected<Message, DecodeError> Decoder::decode(std::span<const std::uint8_t> fra
     return reject(DecodeErrc::NoBody, "a command or event inside the body names a kind but carries no value");
   }
   if (const auto* batch = msg.body<TelemetryBatch>()) {
+    // The verifier checks a vector of structs for 4-byte alignment only, but SeedMetrics and
+    // LayerMetrics hold 8-byte fields: reading records at 4 mod 8 is undefined behaviour (found by
+    // tests/fuzz, corpus/envelope/crash-373ddc...). The frame and a packed payload start 8-aligned.
+    if (!aligned_structs(batch->seeds()) || !aligned_structs(batch->layers())) {
+      return reject(DecodeErrc::Corrupt, std::string("telemetry batch: the ") +
+                                             (aligned_structs(batch->seeds()) ? "layers" : "seeds") +
+                                             " records are not aligned to 8 bytes");
+    }
     const std::uint64_t records = (batch->seeds() ? batch->seeds()->size() : 0u) +
                                   (batch->layers() ? batch->layers()->size() : 0u);
     if (records > limits_.max_records_per_batch) {
