@@ -25,25 +25,16 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 using State = wire::SeedState;
 
-class CommandsInJob : public ::testing::Test {
+class CommandsInJob : public testing::MpiJobTest {
  protected:
-  void SetUp() override { testing::allow_mpirun(); }
+  CommandsInJob() : MpiJobTest("commands-in-job") {}
 
+  // Two layers of four seeds; only the test's commands move seeds, unless it asks for a policy.
   std::vector<std::string> mpirun(int ranks, std::vector<std::string> args) const {
-    std::vector<std::string> argv{ESPER_MPIEXEC, "--oversubscribe", "-np", std::to_string(ranks), ESPER_CLI, "run",
-                                  "--report", report_path(), "--layers", "2", "--chunks", "4"};
-    // Only the test's commands move seeds, unless it asks for a policy.
-    if (std::find(args.begin(), args.end(), "--policy") == args.end()) args.insert(args.begin(), {"--policy", "none"});
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
+    std::vector<std::string> prefix{"--layers", "2", "--chunks", "4"};
+    if (std::find(args.begin(), args.end(), "--policy") == args.end()) prefix.insert(prefix.end(), {"--policy", "none"});
+    return MpiJobTest::mpirun(ranks, prefix, args);
   }
-  std::string report_path() const { return (dir_ / "report.json").string(); }
-  json report() const {
-    std::ifstream in(report_path());
-    EXPECT_TRUE(in.good()) << "no report at " << report_path();
-    return in.good() ? json::parse(in) : json{};
-  }
-  static int exit_code(const std::optional<int>& st) { return st && WIFEXITED(*st) ? WEXITSTATUS(*st) : -1; }
 
   // The embedded broker's endpoint, from "rank 0/N pid P on HOST broker ENDPOINT device D".
   static std::string broker_of(ChildProcess& job) {
@@ -80,8 +71,6 @@ class CommandsInJob : public ::testing::Test {
     }
     return nullptr;
   }
-
-  testing::TestDir dir_{"commands-in-job"};
 };
 
 TEST_F(CommandsInJob, EveryTargetIsAppliedByEveryReplicaAtTheSameStepWithOneResultPerTargetRank) {

@@ -18,25 +18,12 @@ using esper::testing::ChildProcess;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-class MpiJob : public ::testing::Test {
+class MpiJob : public testing::MpiJobTest {
  protected:
-  void SetUp() override { testing::allow_mpirun(); }
-
-  std::vector<std::string> mpirun(int ranks, std::vector<std::string> args) {
-    std::vector<std::string> argv{ESPER_MPIEXEC, "--oversubscribe", "-np", std::to_string(ranks), ESPER_CLI, "run",
-                                  "--report", report_path()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
+  MpiJob() : MpiJobTest("mpi-test") {}
+  std::vector<std::string> mpirun(int ranks, std::vector<std::string> args) const {
+    return MpiJobTest::mpirun(ranks, {}, args);
   }
-  std::string report_path() const { return (dir_ / "report.json").string(); }
-  json report() const {
-    std::ifstream in(report_path());
-    EXPECT_TRUE(in.good()) << "no report at " << report_path();
-    return in.good() ? json::parse(in) : json{};
-  }
-  static int exit_code(const std::optional<int>& st) { return st && WIFEXITED(*st) ? WEXITSTATUS(*st) : -1; }
-
-  testing::TestDir dir_{"mpi-test"};
 };
 
 TEST_F(MpiJob, TwoRanksTrainTogetherAndLowerTheLoss) {

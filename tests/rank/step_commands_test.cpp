@@ -21,23 +21,33 @@ mpi::Session& mpi_session() {
   return session;
 }
 
-TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
-  auto& session = mpi_session();
+// One rank with its node on an inproc broker, a client, and the rank's StepCommands.
+class StepCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(wait_for_ranks(broker, 1)); }
+  // Polls the client until the node holds `n` commands (at most 5 s).
+  void wait_queued(std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (node.queued_commands() < n && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+    ASSERT_EQ(node.queued_commands(), n);
+  }
+
+  mpi::Session& session = mpi_session();
   zmq::context_t ctx;
-  fabric::Broker broker(ctx, broker_options("inproc"));
-  fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
-  ASSERT_TRUE(wait_for_ranks(broker, 1));
-  fabric::Client client(ctx, broker.endpoints().cmd);
-  StepCommands commands(&node, 0, {0}, session.comm());
+  fabric::Broker broker{ctx, broker_options("inproc")};
+  fabric::Node node{ctx, broker.endpoints().cmd, node_options(0)};
+  fabric::Client client{ctx, broker.endpoints().cmd};
+  StepCommands commands{&node, 0, {0}, session.comm()};
+};
+
+TEST_F(StepCommandsTest, PastStepIsStaleFutureStepWaitsForIt) {
 
   auto at = [](std::int64_t step) { return wire::CommandOptions{10'000, step}; };
   const auto stale = client.send(wire::shutdown(wire::to_rank(0), "past", 0, at(3)));
   const auto future = client.send(wire::shutdown(wire::to_rank(0), "future", 0, at(7)));
   const auto now = client.send(wire::shutdown(wire::to_rank(0), "now", 0, at(-1)));
   ASSERT_TRUE(stale && future && now);
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (node.queued_commands() < 3 && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
-  ASSERT_EQ(node.queued_commands(), 3u);
+  wait_queued(3);
 
   std::vector<std::pair<std::string, std::uint64_t>> applied;
   std::uint64_t step = 5;
@@ -70,7 +80,7 @@ TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
   // A stop agreed at a boundary applies nothing; a command taken there is answered by finish().
   const auto stopping = client.send(wire::shutdown(wire::to_rank(0), "stopping", 0, at(-1)));
   ASSERT_TRUE(stopping);
-  while (node.queued_commands() < 1 && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
+  wait_queued(1);
   bool stop = true;
   EXPECT_EQ(commands.boundary(step, apply, &stop), 0u);
   EXPECT_TRUE(stop);
@@ -92,23 +102,14 @@ TEST(StepCommands, PastStepIsStaleFutureStepWaitsForIt) {
 }
 
 // The plan of one boundary: CRITICAL before HIGH before NORMAL, then in the order sent.
-TEST(StepCommands, OneBoundaryAppliesByPriorityThenInTheOrderSent) {
-  auto& session = mpi_session();
-  zmq::context_t ctx;
-  fabric::Broker broker(ctx, broker_options("inproc"));
-  fabric::Node node(ctx, broker.endpoints().cmd, node_options(0));
-  ASSERT_TRUE(wait_for_ranks(broker, 1));
-  fabric::Client client(ctx, broker.endpoints().cmd);
-  StepCommands commands(&node, 0, {0}, session.comm());
+TEST_F(StepCommandsTest, OneBoundaryAppliesByPriorityThenInTheOrderSent) {
 
   const wire::CommandOptions at2{10'000, 2};
   const std::vector<std::pair<std::string, wire::Priority>> sent = {
       {"normal-1", wire::Priority::NORMAL}, {"low", wire::Priority::LOW},       {"normal-2", wire::Priority::NORMAL},
       {"high", wire::Priority::HIGH},       {"critical", wire::Priority::CRITICAL}, {"normal-3", wire::Priority::NORMAL}};
   for (const auto& [name, p] : sent) ASSERT_TRUE(client.send(wire::shutdown(wire::to_rank(0), name, 0, at2), p));
-  const auto until = std::chrono::steady_clock::now() + 5s;
-  while (node.queued_commands() < sent.size() && std::chrono::steady_clock::now() < until) (void)client.poll(5ms);
-  ASSERT_EQ(node.queued_commands(), sent.size());
+  wait_queued(sent.size());
 
   std::vector<std::string> applied;
   auto apply = [&](const wire::Command& c, const wire::Envelope&) {
