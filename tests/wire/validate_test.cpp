@@ -358,6 +358,18 @@ TEST(Validate, TheEnvelopeAndTheBodyOfADecodedMessage) {
   EXPECT_EQ(check(*m), std::nullopt);
 }
 
+TEST(Validate, ASeedKeptOutsideAMessageIsCheckedLikeOneInIt) {
+  EXPECT_EQ(check_seed(0, 7, SeedState::TRAINING, Bounds::job(1, 8)), std::nullopt);
+  EXPECT_REJECTS(check_seed(1, 0, SeedState::TRAINING, Bounds::job(1, 8)), "layer");
+  EXPECT_EQ(check_seed(0, 8, SeedState::TRAINING, Bounds::job(1, 8)), "seed: 8 is past layer 0's 8 seeds (0..7)");
+  EXPECT_EQ(check_seed(0, 1, bad<SeedState>(200)), "state: 200 is not a SeedState (0..10)");
+  EXPECT_EQ(check_seed(4095, kMaxSeedsPerLayer - 1, SeedState::ROLLED_BACK), std::nullopt);
+  // A job's shape past the sane bounds is held to them.
+  const auto huge = Bounds::job(kMaxLayers + 10, kMaxSeedsPerLayer + 10);
+  EXPECT_EQ(huge.hosted.size(), kMaxLayers);
+  EXPECT_EQ(huge.seeds_in(0), kMaxSeedsPerLayer);
+}
+
 TEST(Validate, FieldOfDropsListIndices) {
   EXPECT_EQ(field_of("seeds[13].state: 200 is not a SeedState (0..10)"), "seeds[].state");
   EXPECT_EQ(field_of("layer: 5000 is past the last layer id 4095"), "layer");
