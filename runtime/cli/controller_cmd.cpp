@@ -1,4 +1,4 @@
-// esper controller: a standalone controller for a running job (DESIGN.md §1, §7), e.g.
+// esper controller: a standalone controller for a running job (docs/design.md §1, §7), e.g.
 //   esper controller --broker tcp://node0:5555 --policy balanced
 // It joins late (snapshot, then deltas), drives the seeds with the policy, publishes its decisions
 // and anomaly alerts as events, prints a line per decision, and stops cleanly with a summary line

@@ -1,4 +1,4 @@
-// The controller (DESIGN.md §1, §7): watches a job's telemetry and events through the broker,
+// The controller (docs/design.md §1, §7): watches a job's telemetry and events through the broker,
 // keeps the population view, drives seed populations with a policy, detects anomalies, and
 // publishes every decision as an event with its reason and outcome.
 //

@@ -1,4 +1,4 @@
-// The controller's picture of a job (DESIGN.md §7): which layers exist and which ranks hold them
+// The controller's picture of a job (docs/design.md §7): which layers exist and which ranks hold them
 // (from RankJoined announcements and telemetry), every seed's lifecycle state (from StateTransition
 // events, the broker's snapshot and the outcomes of the controller's own commands) and its latest
 // metrics (from telemetry).
