@@ -87,6 +87,132 @@ bool aligned_structs(const flatbuffers::Vector<const T*>* v) {
   return v == nullptr || reinterpret_cast<std::uintptr_t>(v->Data()) % alignof(T) == 0;
 }
 
+// Bytes of strings and vectors a body references, each counted once per reference: what the
+// object API (UnPack) copies. A frame without shared objects references at most its own size; one
+// whose tables all point at the same string or table (which the verifier accepts, visiting each
+// reference) can make a 0.5 MB frame unpack into gigabytes (tests/fuzz/corpus/envelope/
+// crash-unpack-amplification-shared-param). Tables count by their visits, bounded by max_tables.
+class Referenced {
+ public:
+  [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
+
+  void add(const flatbuffers::String* s) noexcept { bytes_ += s != nullptr ? s->size() + 1u : 0u; }
+  template <class T>
+  void add(const flatbuffers::Vector<T>* v) noexcept {
+    bytes_ += v != nullptr ? std::uint64_t{v->size()} * sizeof(T) : 0u;
+  }
+
+  void add(const SeedSet* s) {
+    if (s == nullptr) return;
+    add(s->ids());
+    add(s->ranges());
+  }
+  void add(const Command* c) {
+    switch (c->body_type()) {
+      case CommandBody::TransitionSeeds: {
+        const auto* t = c->body_as_TransitionSeeds();
+        add(t->seeds());
+        add(t->reason());
+        break;
+      }
+      case CommandBody::SetBlueprint:
+        if (const auto* params = c->body_as_SetBlueprint()->params()) {
+          add(params);
+          for (const auto* p : *params) add(p->name());
+        }
+        break;
+      case CommandBody::BatchCommand:
+        if (const auto* cmds = c->body_as_BatchCommand()->commands()) {
+          add(cmds);
+          for (const auto* inner : *cmds) add(inner);  // depth bounded by the verifier
+        }
+        break;
+      case CommandBody::EmergencyStop: add(c->body_as_EmergencyStop()->reason()); break;
+      case CommandBody::RequestSnapshot:
+        add(c->body_as_RequestSnapshot()->layers());
+        add(c->body_as_RequestSnapshot()->reply_topic());
+        break;
+      case CommandBody::Shutdown: add(c->body_as_Shutdown()->reason()); break;
+      default: break;
+    }
+  }
+  void add(const StateSnapshot* s) {
+    if (s == nullptr || s->layers() == nullptr) return;
+    add(s->layers());
+    for (const auto* l : *s->layers()) add(l->seeds());
+  }
+  void add(const CommandResult* r) {
+    add(r->error());
+    if (const auto* outcomes = r->outcomes()) {
+      add(outcomes);
+      for (const auto* o : *outcomes) add(o->error());
+    }
+    if (const auto* members = r->members()) {
+      add(members);
+      for (const auto* m : *members) add(m);
+    }
+    add(r->snapshot());
+  }
+  void add(const Event* e) {
+    if (const auto* t = e->body_as_StateTransition()) {
+      add(t->reason());
+      add(t->triggered_by());
+    } else if (const auto* a = e->body_as_AnomalyAlert()) {
+      add(a->metric());
+      add(a->detector());
+    } else if (const auto* j = e->body_as_RankJoined()) {
+      add(j->host());
+      add(j->layers());
+    } else if (const auto* l = e->body_as_RankLost()) {
+      add(l->reason());
+    } else if (const auto* f = e->body_as_CommandFailed()) {
+      add(f->detail());
+    } else if (const auto* k = e->body_as_Checkpoint()) {
+      add(k->path());
+    } else if (const auto* d = e->body_as_Decision()) {
+      add(d->policy());
+      add(d->seeds());
+      add(d->reason());
+      add(d->applied());
+      add(d->rejected());
+      add(d->failure());
+    }
+  }
+  void add(Body kind, const void* body) {
+    switch (kind) {
+      case Body::Command: add(static_cast<const Command*>(body)); break;
+      case Body::CommandResult: add(static_cast<const CommandResult*>(body)); break;
+      case Body::TelemetryBatch: {
+        const auto* t = static_cast<const TelemetryBatch*>(body);
+        add(t->seeds());
+        add(t->layers());
+        break;
+      }
+      case Body::Event: add(static_cast<const Event*>(body)); break;
+      case Body::Heartbeat: {
+        const auto* h = static_cast<const Heartbeat*>(body);
+        add(h->layers());
+        add(h->command_endpoint());
+        break;
+      }
+      case Body::StateSnapshot: add(static_cast<const StateSnapshot*>(body)); break;
+      case Body::RouteTable:
+        if (const auto* ranks = static_cast<const RouteTable*>(body)->ranks()) {
+          add(ranks);
+          for (const auto* r : *ranks) {
+            add(r->layers());
+            add(r->command_endpoint());
+          }
+        }
+        break;
+      default: break;
+    }
+  }
+
+ private:
+  std::uint64_t bytes_ = 0;
+};
+
 bool unions_complete(Body kind, const void* body) {
   switch (kind) {
     case Body::Command: return command_complete(static_cast<const Command*>(body));
@@ -426,6 +552,16 @@ Expected<Message, DecodeError> Decoder::decode(std::span<const std::uint8_t> fra
   }
   if (!unions_complete(msg.kind_, msg.body_)) {
     return reject(DecodeErrc::NoBody, "a command or event inside the body names a kind but carries no value");
+  }
+  {
+    Referenced referenced;
+    referenced.add(msg.kind_, msg.body_);
+    if (referenced.bytes() > limits_.max_frame_bytes) {
+      return reject(DecodeErrc::LimitExceeded,
+                    "the body references " + std::to_string(referenced.bytes()) +
+                        " bytes of strings and vectors counted per reference, more than max_frame_bytes (" +
+                        std::to_string(limits_.max_frame_bytes) + "): objects shared to amplify the unpacked size");
+    }
   }
   if (const auto* batch = msg.body<TelemetryBatch>()) {
     // The verifier checks a vector of structs for 4-byte alignment only, but SeedMetrics and

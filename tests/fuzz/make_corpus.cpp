@@ -27,10 +27,11 @@ using Bytes = std::vector<std::uint8_t>;
 fs::path g_root;
 std::size_t g_files = 0;
 
-void write(const std::string& target, const std::string& name, const Bytes& bytes) {
+// corpus/<target>/seed-<name>, or exactly <name> for an edge case (`named`).
+void write(const std::string& target, const std::string& name, const Bytes& bytes, bool named = false) {
   const fs::path dir = g_root / target;
   fs::create_directories(dir);
-  std::ofstream out(dir / ("seed-" + name), std::ios::binary | std::ios::trunc);
+  std::ofstream out(dir / (named ? name : "seed-" + name), std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!out) {
     std::fprintf(stderr, "make_corpus: cannot write %s/%s\n", dir.c_str(), name.c_str());
@@ -342,6 +343,30 @@ void toml_seeds() {
   text("nested-section", "[run.inner]\nsteps = 3\n[other]\nlayers = 2\n");
 }
 
+// Hand-made hostile frames that the fuzzers' input sizes cannot reach.
+void edge_cases() {
+  // A SetBlueprint whose 90,000 params are one Param table referenced 90,000 times, its name a
+  // 100 kB string: a 0.5 MB frame that verifies (90,000 table visits < max_tables) and that the
+  // object API unpacks into 90,000 copies of the name, 9 GB. A rank unpacks every SetBlueprint
+  // (runtime/rank/job_commands.cpp), a client every result (runtime/fabric/client.cpp).
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto name = fbb.CreateString(std::string(100'000, 'g'));
+  const auto param = CreateParam(fbb, name, 1.0);
+  const std::vector<flatbuffers::Offset<Param>> refs(90'000, param);
+  const auto params = fbb.CreateVector(refs);
+  const auto bp = CreateSetBlueprint(fbb, 0, 0, BlueprintKind::LOW_RANK, 1, GraftingStrategy::LINEAR, 4, 0.0f, 0.0f,
+                                     params);
+  const CommandTarget target = to_rank(0);
+  const auto cmd = CreateCommand(fbb, &target, 5000, -1, 0, CommandBody::SetBlueprint, bp.Union());
+  const SchemaVersion version(kSchemaMajor, kSchemaMinor);
+  const MsgId id(1, 1);
+  fbb.Finish(CreateEnvelope(fbb, &version, &id, nullptr, 0, Priority::NORMAL, 0, 0, 0, 0, nullptr, Body::Command,
+                            cmd.Union()),
+             kFileIdentifier);
+  write("envelope", "crash-unpack-amplification-shared-param",
+        Bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()), true);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -355,6 +380,7 @@ int main(int argc, char** argv) {
   controller_seeds();
   lifecycle_seeds();
   toml_seeds();
+  edge_cases();
   std::printf("make_corpus: wrote %zu seed inputs under %s\n", g_files, g_root.c_str());
   return 0;
 }
