@@ -283,6 +283,19 @@ void controller_seeds() {
     spikes.add(frame(rank0, telemetry(0, 0, records(step, 2, SeedState::TRAINING, loss), step)), 20);
   }
   write("controller", "anomaly-window", spikes.bytes());
+
+  // States past ROLLED_BACK in every place a state arrives (the view once indexed its per-state
+  // counts with them): a telemetry record, a transition event, a snapshot entry.
+  const auto bad = static_cast<SeedState>(200);
+  Sequence hostile;
+  hostile.add(frame(rank0, telemetry(0, 0, records(5, 3, bad, 0.5f), 5)), 2);
+  hostile.add(frame(rank0, state_transition(0, 6, 1, SeedState::DORMANT, static_cast<SeedState>(11), "", "")), 2);
+  std::vector<LayerStateT> bad_layers;
+  bad_layers.push_back(layer_state(0, 0, 7, statuses(2, bad)));
+  hostile.add(frame(broker, state_snapshot(9, std::move(bad_layers))), 2);
+  hostile.add(frame(rank0, telemetry(0, 0, records(8, 3, SeedState::TRAINING, 0.5f), 8)), 2);
+  write("controller", "states-out-of-range", hostile.bytes());
+  write("job_state", "states-out-of-range", hostile.bytes());
 }
 
 void lifecycle_seeds() {
