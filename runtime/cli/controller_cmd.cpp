@@ -86,9 +86,10 @@ Run add_controller(CLI::App& app) {
     control.stop();
     print_decisions();
     const auto st = control.stats();
-    std::printf("stopped: decisions=%llu commands=%llu applied=%llu rejected=%llu failed=%llu alerts=%llu "
+    std::printf("stopped: decisions=%llu events=%llu commands=%llu applied=%llu rejected=%llu failed=%llu alerts=%llu "
                 "values_rejected=%llu latency_ms p50=%.2f p99=%.2f%s\n",
-                static_cast<unsigned long long>(st.decisions), static_cast<unsigned long long>(st.commands),
+                static_cast<unsigned long long>(st.decisions), static_cast<unsigned long long>(st.events),
+                static_cast<unsigned long long>(st.commands),
                 static_cast<unsigned long long>(st.seeds_applied), static_cast<unsigned long long>(st.seeds_rejected),
                 static_cast<unsigned long long>(st.seeds_failed), static_cast<unsigned long long>(st.alerts),
                 static_cast<unsigned long long>(st.values_rejected), st.latency_p50_ms, st.latency_p99_ms,

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "fabric/fabric_fixture.hpp"
 #include "fabric/framing.hpp"
 #include "fabric/node.hpp"
 #include "support/process.hpp"
@@ -59,18 +60,10 @@ bool has_all(const std::string& out, const std::vector<std::string>& parts) {
   return true;
 }
 
-// Publishes on the broker's pub endpoint as any publisher can: an XPUB, so that the broker's
-// subscription, sent once the connection is up, says when publications reach it.
-class RawPublisher {
+// Crafted telemetry and events, published on the broker's pub endpoint as any publisher can.
+class CraftedPublisher {
  public:
-  RawPublisher(zmq::context_t& ctx, const std::string& endpoint) : pub_(ctx, zmq::socket_type::xpub) {
-    pub_.set(zmq::sockopt::linger, 0);
-    pub_.connect(endpoint);
-    zmq::pollitem_t item{pub_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, 10s) == 0) throw std::runtime_error("the broker did not subscribe");
-    zmq::message_t subscription;
-    (void)pub_.recv(subscription);
-  }
+  CraftedPublisher(zmq::context_t& ctx, const std::string& endpoint) : pub_(ctx, endpoint) {}
 
   // One round: crafted telemetry and events, then one sane batch of the job's 8 seeds.
   void round() {
@@ -106,12 +99,10 @@ class RawPublisher {
     send(fabric::event_topic(e.layer), 0, enc_.encode(h, e));
   }
   void send(const std::string& topic, std::uint64_t sequence, std::span<const std::uint8_t> envelope) {
-    pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
-    pub_.send(fabric::encode_meta(fabric::Meta{sequence, 1, 0}), zmq::send_flags::sndmore);
-    pub_.send(zmq::buffer(envelope.data(), envelope.size()), zmq::send_flags::none);
+    pub_.publish(topic, sequence, envelope);
   }
 
-  zmq::socket_t pub_;
+  fabric::testing::RawPublisher pub_;
   wire::Encoder enc_{wire::SourceInfo{0, wire::Role::RANK, "job", "node-x", 1}};
   std::uint64_t id_ = 0, step_ = 1;
   std::map<std::uint32_t, std::uint64_t> batches_;
@@ -143,7 +134,7 @@ TEST_F(HostileProcesses, ControllerTopAndWatchKeepRunningAndCountCraftedValuesFr
   ASSERT_TRUE(controller.read_line_starting("joined", 15s)) << controller.output();
 
   zmq::context_t ctx;
-  RawPublisher raw(ctx, pub);
+  CraftedPublisher raw(ctx, pub);
   // A rank of the job: its heartbeats make it live, and it emits the crafted events the proper
   // way, through the broker's command channel, where the broker rejects them.
   fabric::NodeOptions no;

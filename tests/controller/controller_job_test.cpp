@@ -4,6 +4,8 @@
 // what its decision events say, and a controller killed and restarted mid-run resumes without
 // re-issuing what was applied.
 #include <gtest/gtest.h>
+
+#include <condition_variable>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -48,8 +50,11 @@ class EventLog {
         if (!d || !d->message) continue;
         const auto* e = d->message->body<wire::Event>();
         if (e == nullptr) continue;
-        std::lock_guard lock(mu_);
-        events_.push_back({Clock::now(), std::unique_ptr<wire::EventT>(e->UnPack())});
+        {
+          std::lock_guard lock(mu_);
+          events_.push_back({Clock::now(), std::unique_ptr<wire::EventT>(e->UnPack())});
+        }
+        arrived_.notify_all();
       }
     });
   }
@@ -66,6 +71,20 @@ class EventLog {
     std::lock_guard lock(mu_);
     for (const auto& e : events_) f(e.at, *e.event);
   }
+  // Waits until at least `n` of the logged events satisfy `pred(at, event)`, woken by each arrival.
+  template <class F>
+  bool wait_for(std::size_t n, F&& pred, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return arrived_.wait_for(lock, timeout, [&] {
+      std::size_t k = 0;
+      for (const auto& e : events_) k += pred(e.at, *e.event) ? 1 : 0;
+      return k >= n;
+    });
+  }
+  // A controller's own events: its decisions and its anomaly alerts.
+  static bool from_controller(Clock::time_point, const wire::EventT& e) {
+    return e.body.AsDecision() != nullptr || e.body.AsAnomalyAlert() != nullptr;
+  }
 
  private:
   static fabric::SubscriberOptions options() {
@@ -77,6 +96,7 @@ class EventLog {
   fabric::Subscriber sub_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
+  std::condition_variable arrived_;
   std::vector<Entry> events_;
   std::thread thread_;
 };
@@ -198,8 +218,9 @@ TEST_F(ControllerJob, RegistersLayersTransitionsPopulationsAndEndsWhereItsDecisi
   EXPECT_GT(st.decisions, 5u);
   EXPECT_EQ(st.seeds_failed, 0u);
 
-  // The job's final states are exactly what the decisions applied.
-  std::this_thread::sleep_for(300ms);  // the last decision events reach the log
+  // The job's final states are exactly what the decisions applied, once every event the controller
+  // published has reached the log.
+  ASSERT_TRUE(log.wait_for(st.events, EventLog::from_controller)) << "events published: " << st.events;
   const auto decided = decided_states(log);
   const auto r = report();
   int fossilized = 0;
@@ -237,8 +258,15 @@ TEST_F(ControllerJob, AControllerKilledAndRestartedResumesWithoutReissuingApplie
   // The ranks are reported lost within 3 heartbeats of the job's end; the controller stops then.
   ASSERT_EQ(exit_code(second.wait(20s)), 0) << second.output();
   EXPECT_NE(second.output().find("every rank of the job is gone (2 seen)"), std::string::npos) << second.output();
-  EXPECT_NE(second.output().find("stopped: decisions="), std::string::npos) << second.output();
-  std::this_thread::sleep_for(300ms);
+  const auto stopped = second.output().find("stopped: decisions=");
+  ASSERT_NE(stopped, std::string::npos) << second.output();
+  // Every event the second controller published (events=N in its last line) reaches the log.
+  const auto events_at = second.output().find(" events=", stopped);
+  ASSERT_NE(events_at, std::string::npos) << second.output();
+  const auto second_events = std::stoull(second.output().substr(events_at + 8));
+  ASSERT_TRUE(log.wait_for(second_events, [&](Clock::time_point at, const wire::EventT& e) {
+    return at > killed_at && EventLog::from_controller(at, e);
+  })) << second.output();
 
   // Nothing the second controller sent was refused for being applied already (the lifecycle table
   // rejects a transition from a state the seed has left), and no command was applied twice.
@@ -301,7 +329,7 @@ TEST_F(ControllerJob, AboveTheFailureRateThePolicyStopsTheJob) {
   EXPECT_TRUE(control.stats().emergency_stopped);
   EXPECT_EQ(report().value("status", "").rfind("stopped by emergency stop: aggressive: ", 0), 0u)
       << "the status says why: " << report().dump();
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(log.wait_for(control.stats().events, EventLog::from_controller));
   int stops = 0, culls = 0;
   log.each([&](Clock::time_point, const wire::EventT& e) {
     if (const auto* d = e.body.AsDecision()) {

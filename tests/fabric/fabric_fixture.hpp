@@ -9,6 +9,8 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <span>
+#include <stdexcept>
 #include <thread>
 
 #include "fabric/broker.hpp"
@@ -45,15 +47,48 @@ inline NodeOptions node_options(std::int32_t rank, std::vector<std::uint32_t> la
   return o;
 }
 
-// Waits until the broker has seen a heartbeat from every rank in `ranks`.
-inline bool wait_for_ranks(const Broker& b, std::size_t n, std::chrono::milliseconds timeout = 5s) {
+// Polls `done` until it holds or the timeout passes: for state another thread moves that has no
+// notification to wait on (counters, the broker's live ranks). The 2 ms between checks is the poll
+// interval, not a guess at how long the other thread takes.
+inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
   const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (b.live_ranks().size() >= n) return true;
-    std::this_thread::sleep_for(5ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(2ms);
   }
-  return false;
+  return true;
 }
+
+// Waits until the broker has seen a heartbeat from `n` ranks.
+inline bool wait_for_ranks(const Broker& b, std::size_t n, std::chrono::milliseconds timeout = 5s) {
+  return eventually([&] { return b.live_ranks().size() >= n; }, timeout);
+}
+
+// A publisher that speaks to the broker's pub endpoint directly, as anyone who reaches it can: an
+// XPUB, so that the broker's subscription (sent as soon as the connection is up) says when
+// publications reach it — the constructor returns once it has.
+class RawPublisher {
+ public:
+  RawPublisher(zmq::context_t& ctx, const std::string& endpoint, std::chrono::milliseconds timeout = 10s)
+      : pub_(ctx, zmq::socket_type::xpub) {
+    pub_.set(zmq::sockopt::linger, 0);
+    pub_.connect(endpoint);
+    zmq::pollitem_t item{pub_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) throw std::runtime_error("the broker did not subscribe");
+    zmq::message_t subscription;
+    (void)pub_.recv(subscription);
+  }
+  // [topic][meta: sequence, one record][envelope]
+  void publish(const std::string& topic, std::uint64_t sequence, std::span<const std::uint8_t> envelope) {
+    pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
+    pub_.send(encode_meta(Meta{sequence, 1, 0}), zmq::send_flags::sndmore);
+    pub_.send(zmq::buffer(envelope.data(), envelope.size()), zmq::send_flags::none);
+  }
+  zmq::socket_t& socket() { return pub_; }
+
+ private:
+  zmq::socket_t pub_;
+};
 
 // Which way a test's client sends commands: straight to the ranks (the default, once the broker's
 // route table has arrived) or through the broker.

@@ -7,15 +7,6 @@ namespace {
 
 using namespace testing;
 
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
 class FailureNotice : public ::testing::TestWithParam<Path> {};
 
 TEST_P(FailureNotice, ARanksOwnFailureEndsItAtOnceWithItsCause) {

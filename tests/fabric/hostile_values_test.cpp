@@ -33,39 +33,6 @@ std::string reasons(const RejectLog& log) {
   return s;
 }
 
-// Polls `done` until it holds or the timeout passes (for counters another thread moves).
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-// A publisher that speaks to the broker's pub endpoint directly, as anyone who reaches it can: an
-// XPUB, so that the broker's subscription (sent as soon as the connection is up) says when
-// publications reach it.
-class RawPublisher {
- public:
-  RawPublisher(zmq::context_t& ctx, const std::string& endpoint) : pub_(ctx, zmq::socket_type::xpub) {
-    pub_.set(zmq::sockopt::linger, 0);
-    pub_.connect(endpoint);
-    zmq::pollitem_t item{pub_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, 5s) == 0) throw std::runtime_error("the broker did not subscribe");
-    zmq::message_t subscription;
-    (void)pub_.recv(subscription);
-  }
-  void publish(const std::string& topic, std::uint64_t sequence, std::span<const std::uint8_t> envelope) {
-    pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
-    pub_.send(encode_meta(Meta{sequence, 1, 0}), zmq::send_flags::sndmore);
-    pub_.send(zmq::buffer(envelope.data(), envelope.size()), zmq::send_flags::none);
-  }
-
- private:
-  zmq::socket_t pub_;
-};
-
 wire::SeedMetrics record(std::uint32_t seed, SeedState state) {
   return wire::SeedMetrics(7, seed, 1, 0.0f, 1.0f, 0.0f, 0.5f, 0.5f, 0.1f, 0.0f, 1.0f, state, 0, 0);
 }

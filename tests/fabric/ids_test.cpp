@@ -78,15 +78,6 @@ Answer answer_from(RawPeer& peer) {
   return {*msg->envelope().correlation_id(), r->status(), r->error() ? r->error()->str() : ""};
 }
 
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
 class Ids : public ::testing::Test {
  protected:
   zmq::context_t ctx_;

@@ -163,9 +163,8 @@ TEST(PubSub, GarbagePublicationsAreCountedAndDeliveryGoesOn) {
   Broker broker(ctx, broker_options("inproc"));
   Subscriber sub(ctx, broker.endpoints().cmd);
   ASSERT_TRUE(sub.wait_ready(5s));
-  zmq::socket_t raw(ctx, zmq::socket_type::pub);
-  raw.connect(broker.endpoints().pub);
-  std::this_thread::sleep_for(50ms);  // let the subscription reach the new publisher
+  RawPublisher publisher(ctx, broker.endpoints().pub);  // returns once the broker subscribed
+  auto& raw = publisher.socket();
   raw.send(zmq::buffer(std::string("tel/0")), zmq::send_flags::sndmore);
   raw.send(encode_meta(Meta{1, 1, 0}), zmq::send_flags::sndmore);
   raw.send(zmq::buffer(std::string("garbage")));  // forwarded by the broker, rejected by the subscriber
