@@ -3,33 +3,11 @@
 #include <charconv>
 
 #include "commands.hpp"
+#include "config_file.hpp"
 #include "controller/policy.hpp"
 #include "rank/rank_program.hpp"
 
 namespace esper::cli {
-namespace {
-
-// Options from a TOML file, as if given on the command line, unless they were.
-void apply_config(CLI::App& app, const std::string& path) {
-  for (const auto& item : CLI::ConfigTOML().from_file(path)) {
-    const bool top = item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "run");
-    auto* opt = top ? app.get_option_no_throw("--" + item.name) : nullptr;
-    if (opt == nullptr || item.name == "config") {
-      throw CLI::ValidationError("--config", path + ": '" + item.fullname() +
-                                                 "' is not an option of esper run (esper run --help lists them)");
-    }
-    if (opt->count() > 0) continue;  // the command line wins
-    opt->add_result(item.inputs);
-    try {
-      opt->run_callback();
-    } catch (const CLI::Error& e) {
-      throw CLI::ValidationError("--config", path + ": " + item.name + ": " + e.what());
-    }
-  }
-}
-
-}  // namespace
-
 Run add_run(CLI::App& app, int& argc, char**& argv) {
   auto cfg = std::make_shared<rank::RunConfig>();
   auto& l = cfg->layer;

@@ -1,16 +1,13 @@
 // Fuzz target: the TOML reader behind `esper run --config` — CLI11's CLI::ConfigTOML parser on the
 // input bytes, then the items applied to a command line shaped like esper run's.
 //
-// esper run reads the file with CLI::ConfigTOML().from_file(path), which opens it and calls
-// from_config(stream); here the stream is the input in memory. The apply step, apply_config() in
-// runtime/cli/run_cmd.cpp, is file-local there (an anonymous namespace), so it is mirrored below
-// line for line over an App with options of the same kinds and checks as esper run's (integers
-// with ranges, strings with member lists, positive numbers, flags, the --config option itself).
-// When run_cmd.cpp exposes it (e.g. `void apply_config(CLI::App&, std::istream&, path)` in
-// runtime/cli/commands.hpp), this target should call that instead of the mirror.
+// esper run reads the file with esper::cli::apply_config (runtime/cli/config_file.hpp); here it
+// reads the input from memory, over an App with options of the same kinds and checks as esper
+// run's (integers with ranges, strings with member lists, positive numbers, flags, the --config
+// option itself). esper run's own App needs the rank program (MPI), which this build has not.
 //
-// A bad file is an expected outcome: CLI11 and the mirror throw CLI::Error (esper run prints it and
-// exits 1). Any other exception, a crash or a sanitizer report is a finding.
+// A bad file is an expected outcome: CLI11 and apply_config throw CLI::Error (esper run prints it
+// and exits 1). Any other exception, a crash or a sanitizer report is a finding.
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
@@ -18,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "config_file.hpp"
 #include "fuzz_support.hpp"
 
 namespace {
@@ -62,25 +60,6 @@ void add_run_like(CLI::App& app, RunOptions& o) {
   app.add_flag("--no-fabric", o.no_fabric);
 }
 
-// runtime/cli/run_cmd.cpp, apply_config, with the stream in place of the file.
-void apply_config(CLI::App& app, std::istream& in, const std::string& path) {
-  for (const auto& item : CLI::ConfigTOML().from_config(in)) {
-    const bool top = item.parents.empty() || (item.parents.size() == 1 && item.parents[0] == "run");
-    auto* opt = top ? app.get_option_no_throw("--" + item.name) : nullptr;
-    if (opt == nullptr || item.name == "config") {
-      throw CLI::ValidationError("--config", path + ": '" + item.fullname() +
-                                                 "' is not an option of esper run (esper run --help lists them)");
-    }
-    if (opt->count() > 0) continue;  // the command line wins
-    opt->add_result(item.inputs);
-    try {
-      opt->run_callback();
-    } catch (const CLI::Error& e) {
-      throw CLI::ValidationError("--config", path + ": " + item.name + ": " + e.what());
-    }
-  }
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -109,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   app.clear();
   try {
     std::istringstream in(text);
-    apply_config(app, in, "fuzz.toml");
+    esper::cli::apply_config(app, in, "fuzz.toml");
   } catch (const CLI::Error&) {
   }
   return 0;
