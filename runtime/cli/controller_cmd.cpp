@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "controller/controller.hpp"
 #include "controller/describe.hpp"
 #include "core/signals.hpp"
@@ -35,18 +36,8 @@ Run add_controller(CLI::App& app) {
   auto keep_running = std::make_shared<bool>(false);
   app.add_flag("--keep-running", *keep_running,
                "keep running after every rank of the job has been lost (default: stop then, e.g. at the job's end)");
-  auto layers = std::make_shared<std::uint32_t>(0);
-  auto chunks = std::make_shared<std::uint32_t>(0);
-  app.add_option("--layers", *layers,
-                 "the job's layers (esper run --layers): telemetry and events of other layers are rejected "
-                 "(0: not known, any layer id below 4096)")
-      ->check(CLI::Range(0u, wire::kMaxLayers))
-      ->capture_default_str();
-  app.add_option("--chunks", *chunks,
-                 "seeds per layer (esper run --chunks): seed ids past them are rejected (0: not known, below 65536)")
-      ->check(CLI::Range(0u, wire::kMaxSeedsPerLayer))
-      ->capture_default_str();
-  return [opts, policy, tick_ms, settle_ms, keep_running, layers, chunks] {
+  const auto job_shape = add_job_shape(app);
+  return [opts, policy, tick_ms, settle_ms, keep_running, job_shape] {
     if (*policy != "none") {
       opts->policy = controller::preset(*policy);
       if (!opts->policy) {
@@ -55,7 +46,7 @@ Run add_controller(CLI::App& app) {
     }
     opts->tick = std::chrono::milliseconds(*tick_ms);
     opts->settle = std::chrono::milliseconds(*settle_ms);
-    opts->bounds = wire::Bounds::job(*layers, *chunks);
+    opts->bounds = job_shape();
     install_stop_handlers();
     zmq::context_t ctx;
     controller::Controller control(ctx, *opts);

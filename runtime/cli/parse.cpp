@@ -83,4 +83,19 @@ std::optional<wire::Priority> parse_priority(const std::string& text, std::strin
   return by_name(text, wire::EnumNamesPriority(), wire::Priority::MAX, "priority", error);
 }
 
+std::function<wire::Bounds()> add_job_shape(CLI::App& app) {
+  auto layers = std::make_shared<std::uint32_t>(0);
+  auto chunks = std::make_shared<std::uint32_t>(0);
+  app.add_option("--layers", *layers,
+                 "the job's layers (esper run --layers): telemetry and events of other layers are rejected "
+                 "(0: not known, any layer id below 4096)")
+      ->check(CLI::Range(0u, wire::kMaxLayers))
+      ->capture_default_str();
+  app.add_option("--chunks", *chunks,
+                 "seeds per layer (esper run --chunks): seed ids past them are rejected (0: not known, below 65536)")
+      ->check(CLI::Range(0u, wire::kMaxSeedsPerLayer))
+      ->capture_default_str();
+  return [layers, chunks] { return wire::Bounds::job(*layers, *chunks); };
+}
+
 }  // namespace esper::cli

@@ -2,10 +2,14 @@
 // seed states and priorities by name. Errors say what is accepted.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "fbs/envelope_generated.h"
+#include "wire/validate.hpp"
 
 namespace esper::cli {
 
@@ -14,5 +18,9 @@ std::optional<wire::CommandTarget> parse_target(const std::string& text, std::st
 std::optional<wire::SeedSetT> parse_seeds(const std::string& text, std::string& error);
 std::optional<wire::SeedState> parse_state(const std::string& text, std::string& error);
 std::optional<wire::Priority> parse_priority(const std::string& text, std::string& error);
+
+// --layers and --chunks on a tool that watches a job: its shape, which narrows the values it
+// accepts (wire::Bounds::job; 0 = not known). Returns what gives the bounds once parsed.
+std::function<wire::Bounds()> add_job_shape(CLI::App& app);
 
 }  // namespace esper::cli

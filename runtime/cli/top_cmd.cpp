@@ -34,6 +34,7 @@
 #include <utility>
 
 #include "commands.hpp"
+#include "parse.hpp"
 #include "controller/top_model.hpp"
 #include "core/error.hpp"
 #include "core/signals.hpp"
@@ -156,18 +157,8 @@ Run add_top(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--once", *once, "print one frame after a second of listening, then exit");
   app.add_flag("--no-color", *no_color, "no ANSI colors (also off when stdout is not a terminal, or with NO_COLOR)");
-  auto layers = std::make_shared<std::uint32_t>(0);
-  auto chunks = std::make_shared<std::uint32_t>(0);
-  app.add_option("--layers", *layers,
-                 "the job's layers (esper run --layers): telemetry and events of other layers are rejected "
-                 "(0: not known, any layer id below 4096)")
-      ->check(CLI::Range(0u, wire::kMaxLayers))
-      ->capture_default_str();
-  app.add_option("--chunks", *chunks,
-                 "seeds per layer (esper run --chunks): seed ids past them are rejected (0: not known, below 65536)")
-      ->check(CLI::Range(0u, wire::kMaxSeedsPerLayer))
-      ->capture_default_str();
-  return [broker, interval_ms, connect_timeout_ms, once, no_color, layers, chunks] {
+  const auto job_shape = add_job_shape(app);
+  return [broker, interval_ms, connect_timeout_ms, once, no_color, job_shape] {
     install_stop_handlers();
     const bool tty = ::isatty(STDOUT_FILENO) == 1;
     const bool live = tty && !*once;  // redraw in place; otherwise plain frames one after another
@@ -180,7 +171,7 @@ Run add_top(CLI::App& app) {
     const auto timeout = std::chrono::milliseconds(*connect_timeout_ms);
     if (live) write_all("esper top: connecting to " + *broker + " ...\n");
 
-    const auto bounds = wire::Bounds::job(*layers, *chunks);
+    const auto bounds = job_shape();
     zmq::context_t ctx;
     fabric::SubscriberOptions so;
     so.connect_timeout = timeout;
