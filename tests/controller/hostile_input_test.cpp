@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "support/hostile_values.hpp"
 #include "controller/top_model.hpp"
 #include "controller/view.hpp"
 #include "fabric/job_state.hpp"
@@ -17,25 +18,12 @@
 namespace esper::controller {
 namespace {
 
+using esper::testing::bad;
+using esper::testing::kInf;
+using esper::testing::kNaN;
+using esper::testing::Packed;
 using wire::SeedState;
 using namespace std::chrono_literals;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kInf = std::numeric_limits<float>::infinity();
-
-template <class E>
-E bad(int v) {
-  return static_cast<E>(v);
-}
-
-template <class T>
-struct Packed {
-  flatbuffers::FlatBufferBuilder fbb;
-  template <class Obj>
-  explicit Packed(const Obj& obj) {
-    fbb.Finish(T::Pack(fbb, &obj));
-  }
-  const T& get() const { return *flatbuffers::GetRoot<T>(fbb.GetBufferPointer()); }
-};
 using Batch = Packed<wire::TelemetryBatch>;
 using Ev = Packed<wire::Event>;
 using Snap = Packed<wire::StateSnapshot>;

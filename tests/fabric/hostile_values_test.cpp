@@ -7,18 +7,15 @@
 
 #include <map>
 
+#include "support/hostile_values.hpp"
 #include "fabric/fabric_fixture.hpp"
 
 namespace esper::fabric {
 namespace {
 
+using esper::testing::bad;
 using namespace testing;
 using wire::SeedState;
-
-template <class E>
-E bad(int v) {
-  return static_cast<E>(v);
-}
 
 bool rejected_with(const RejectLog& log, const std::string& part) {
   for (const auto& r : log.recent()) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "support/hostile_values.hpp"
 #include "wire/builders.hpp"
 #include "wire/codec.hpp"
 #include "wire/validate.hpp"
@@ -14,26 +15,12 @@
 namespace esper::wire {
 namespace {
 
+using esper::testing::bad;
+using esper::testing::kInf;
+using esper::testing::kNaN;
+using esper::testing::Packed;
 using namespace std::chrono_literals;
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr float kInf = std::numeric_limits<float>::infinity();
-
-template <class E>
-E bad(int v) {
-  return static_cast<E>(v);
-}
-
-// Owns the bytes an object-API value is packed into; get() reads it as the wire sees it.
-template <class T>
-struct Packed {
-  flatbuffers::FlatBufferBuilder fbb;
-  template <class Obj>
-  explicit Packed(const Obj& obj) {
-    fbb.Finish(T::Pack(fbb, &obj));
-  }
-  const T& get() const { return *flatbuffers::GetRoot<T>(fbb.GetBufferPointer()); }
-};
 
 template <class T, class Obj>
 Problem check_of(const Obj& obj, const Bounds& b = {}) {
