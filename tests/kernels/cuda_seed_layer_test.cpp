@@ -75,25 +75,33 @@ TEST(CudaSeedLayer, TrainingSeedLeavesOutputBitIdentical) {
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
+// `steps` steps of forward and backward on both layers (batch `batch`, input from seed `x_seed`,
+// upstream gradients from `g_seed` + step): outputs and input gradients within kTolerance of the
+// CPU reference; `each_step(step)` checks the rest after the backward.
+template <class Pair, class F>
+void train_like_cpu(Pair& p, const SeedLayerConfig& c, int batch, unsigned x_seed, unsigned g_seed, int steps,
+                    F&& each_step) {
+  const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), x_seed);
+  DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
+  std::vector<float> out(dout.size()), gx(x.size());
+  for (int step = 0; step < steps; ++step) {
+    const auto g = random_vector(out.size(), g_seed + static_cast<unsigned>(step));
+    DeviceFloats dg(g);
+    p.cpu->forward(x, out);
+    p.gpu->forward(dx.span(), dout.span());
+    EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
+    p.cpu->backward(g, gx);
+    p.gpu->backward(dg.span(), dgx.span());
+    EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
+    each_step(step);
+  }
+}
+
 TEST(CudaSeedLayer, GradientsAndOptimizerStepsMatchTheCpuReference) {
   REQUIRE_CUDA_DEVICE();
   for_each_training_case(gpu_config, [](const SeedLayerConfig& c) {
     auto p = make_pair(c);
-    const int batch = 300;
-    const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 20);
-    DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
-    std::vector<float> out(dout.size()), gx(x.size());
-    for (int step = 0; step < 3; ++step) {
-      const auto g = random_vector(out.size(), 30u + static_cast<unsigned>(step));
-      DeviceFloats dg(g);
-      p.cpu->forward(x, out);
-      p.gpu->forward(dx.span(), dout.span());
-      EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
-      p.cpu->backward(g, gx);
-      p.gpu->backward(dg.span(), dgx.span());
-      EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
-      expect_gradients_and_step_near(p, kTolerance, step);
-    }
+    train_like_cpu(p, c, 300, 20, 30, 3, [&](int step) { expect_gradients_and_step_near(p, kTolerance, step); });
     EXPECT_EQ(p.gpu->states(), p.cpu->states());
   });
 }
@@ -112,23 +120,11 @@ TEST(CudaSeedLayer, SeedSettingsTrainLikeTheCpuReference) {
   for_each_training_case(gpu_config, [](const SeedLayerConfig& c) {
     auto p = make_pair(c);
     set_mixed_settings(p);
-    const int batch = 130;
-    const auto x = random_vector(static_cast<std::size_t>(batch * c.in_features), 21);
-    DeviceFloats dx(x), dout(static_cast<std::size_t>(batch * c.out_features)), dgx(x.size());
-    std::vector<float> out(dout.size()), gx(x.size());
-    for (int step = 0; step < 4; ++step) {
-      const auto g = random_vector(out.size(), 40u + static_cast<unsigned>(step));
-      DeviceFloats dg(g);
-      p.cpu->forward(x, out);
-      p.gpu->forward(dx.span(), dout.span());
-      EXPECT_LE(normwise_error(dout.download(), out), kTolerance) << "step " << step;
-      p.cpu->backward(g, gx);
-      p.gpu->backward(dg.span(), dgx.span());
-      EXPECT_LE(normwise_error(dgx.download(), gx), kTolerance) << "dx, step " << step;
+    train_like_cpu(p, c, 130, 21, 40, 4, [&](int step) {
       expect_tails_zero(*p.gpu, "step " + std::to_string(step));
       expect_gradients_and_step_near(p, kTolerance, step);
       expect_tails_zero(*p.gpu, "after step " + std::to_string(step));
-    }
+    });
     p.cpu->reset_seed(2);
     p.gpu->reset_seed(2);
     EXPECT_EQ(p.gpu->seed_settings(2), p.gpu->default_seed_settings());
