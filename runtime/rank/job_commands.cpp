@@ -107,14 +107,19 @@ wire::CommandResultT JobCommands::transition(const wire::TransitionSeeds& t, con
   const auto& held = sim ? sim->held : held_;
   const auto& population = sim ? sim->populations[t.layer()] : d.population();
   std::vector<std::uint32_t> free;
-  std::vector<lifecycle::SeedOutcome> outcomes;
+  std::vector<wire::SeedOutcomeT> held_outcomes;
   for (const auto s : lifecycle::selection_from_wire(t.seeds()).resolve(population.size())) {
     if (!held.contains({t.layer(), s})) {
       free.push_back(s);
       continue;
     }
-    const auto from = population.seed(s).state();
-    outcomes.push_back(lifecycle::SeedOutcome{s, from, t.target(), lifecycle::Rejection{lifecycle::Rule::table, ""}});
+    wire::SeedOutcomeT o;
+    o.seed = s;
+    o.status = wire::Status::REJECTED;
+    o.from = population.seed(s).state();
+    o.to = t.target();
+    o.error = held_rule(t.layer(), s);
+    held_outcomes.push_back(std::move(o));
   }
   const std::string reason = t.reason() ? t.reason()->str() : "";
   lifecycle::TransitionReport report;
@@ -135,11 +140,7 @@ wire::CommandResultT JobCommands::transition(const wire::TransitionSeeds& t, con
     }
   }
   auto wire_outcomes = lifecycle::to_wire(report);
-  for (const auto& o : outcomes) {  // the held seeds
-    auto w = lifecycle::to_wire(o);
-    w.error = held_rule(t.layer(), o.seed);
-    wire_outcomes.push_back(std::move(w));
-  }
+  for (auto& o : held_outcomes) wire_outcomes.push_back(std::move(o));
   std::sort(wire_outcomes.begin(), wire_outcomes.end(), [](const auto& a, const auto& b) { return a.seed < b.seed; });
   for (auto& o : wire_outcomes) r.outcomes.push_back(std::make_unique<wire::SeedOutcomeT>(std::move(o)));
   r.status = moved > 0 ? wire::Status::OK : wire::Status::REJECTED;

@@ -466,6 +466,11 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   std::atomic<bool> finished{false};
   std::atomic<std::int64_t> grace_deadline_ns{0};  // steady clock; 0: no shutdown under way
   progress.boundary_ns = now_ns();
+  // No destructor runs past _Exit or MPI_Abort: remove the ipc socket files the fabric would have.
+  auto remove_socket_files = [&] {
+    if (node) fabric::remove_ipc_file(node->command_endpoint());
+    if (broker) broker->remove_socket_files();
+  };
   auto exit_now = [&](const std::string& status, json extra, int code) {
     if (leader && !finished.load()) {
       write_report(status, std::move(extra));
@@ -473,9 +478,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
                   static_cast<unsigned long long>(progress.step), cfg.report.c_str());
       std::fflush(stdout);
     }
-    // No destructor runs past _Exit: remove the ipc socket files the fabric would have removed.
-    if (node) fabric::remove_ipc_file(node->command_endpoint());
-    if (broker) broker->remove_socket_files();
+    remove_socket_files();
     std::_Exit(code);
   };
   std::thread watchdog([&] {
@@ -524,8 +527,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       const auto until = Clock::now() + std::chrono::seconds(5);
       while (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (node) fabric::remove_ipc_file(node->command_endpoint());
-    if (broker) broker->remove_socket_files();
+    remove_socket_files();
     MPI_Abort(session.comm(), 1);
     std::_Exit(1);
   };
