@@ -39,11 +39,6 @@ NodeOptions resolved(NodeOptions o, const std::string& broker) {
   return o;
 }
 
-std::size_t priority_index(wire::Priority p) {
-  const auto i = static_cast<std::size_t>(p);
-  return i < 4 ? i : 1;
-}
-
 }  // namespace
 
 Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
@@ -233,7 +228,7 @@ void Node::on_command_frame(zmq::message_t& frame, std::string route) {
   }
   const auto id = *envelope.msg_id();
   const auto k = key_of(id);
-  const auto priority = priority_index(envelope.priority());
+  const auto priority = wire::priority_index(envelope.priority());
   const auto kind = command.body_type();
   const auto target = target_of(command);
   std::vector<std::uint8_t> cached;

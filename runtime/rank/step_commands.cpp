@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "mpi/bootstrap.hpp"
 #include "wire/builders.hpp"
+#include "wire/validate.hpp"
 
 namespace esper::rank {
 namespace {
@@ -34,11 +35,6 @@ wire::CommandResultT status_only(wire::Status s, std::string error) {
 std::uint64_t deadline_ns(const wire::Command& c, const wire::Envelope& e) {
   const std::uint64_t sent = e.timestamp_ns() != 0 ? e.timestamp_ns() : wire::wall_clock_ns();
   return sent + static_cast<std::uint64_t>(c.timeout_ms()) * 1'000'000ull;
-}
-
-int priority_rank(wire::Priority p) {
-  const auto i = static_cast<int>(p);
-  return i >= 0 && i <= 3 ? i : 1;  // an unknown priority counts as NORMAL
 }
 
 }  // namespace
@@ -174,12 +170,12 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
   struct Item {
     Decision decision;
     Key key;
-    int priority;
+    std::size_t priority;
     std::uint64_t sent_ns;
     wire::Message message;
   };
   std::vector<Item> items;
-  std::map<Key, std::size_t> index;
+  std::set<Key> seen;
   for (std::size_t r = 0; r < n; ++r) {
     if (counts[r] == 0) continue;
     auto part = read_plan_part(std::span<const std::uint8_t>(plan.data() + displs[r], static_cast<std::size_t>(counts[r])),
@@ -188,9 +184,8 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
     for (auto& p : *part) {
       const auto id = *p.message.envelope().msg_id();
       const Key k{id.sender(), id.seq()};
-      if (index.contains(k)) continue;  // another rank's copy: the lowest rank's decision counts
-      index.emplace(k, items.size());
-      items.push_back(Item{p.decision, k, priority_rank(p.message.envelope().priority()),
+      if (!seen.insert(k).second) continue;  // another rank's copy: the lowest rank's decision counts
+      items.push_back(Item{p.decision, k, wire::priority_index(p.message.envelope().priority()),
                            p.message.envelope().timestamp_ns(), std::move(p.message)});
     }
   }

@@ -110,6 +110,12 @@ template <class E>
   return static_cast<std::size_t>(static_cast<U>(static_cast<U>(value) - static_cast<U>(E::MIN)));
 }
 
+// A priority's index, LOW 0 .. CRITICAL 3, for queues and orderings; an unknown priority counts as
+// NORMAL (its check rejects it where that matters).
+[[nodiscard]] constexpr std::size_t priority_index(Priority p) noexcept {
+  return index_of_checked(p).value_or(static_cast<std::size_t>(Priority::NORMAL));
+}
+
 // The field a problem names, with list indices dropped: "seeds[3].state: 200 ..." -> "seeds[].state".
 [[nodiscard]] std::string field_of(std::string_view problem);
 
