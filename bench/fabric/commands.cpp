@@ -156,11 +156,9 @@ RankStats serve_esper_rank(zmq::context_t& ctx, const std::string& broker, std::
   if (answer) {
     o.immediate_handler = [&applied, rank](const fabric::IncomingCommand&) {
       applied.fetch_add(1, std::memory_order_relaxed);
-      auto r = bench_result(rank);
-      // Benchmark-only use of the field: when the handler ran (wall clock, same host as the
-      // client), so the round trip splits into its way there and its way back.
-      r.applied_at_step = static_cast<std::int64_t>(wire::wall_clock_ns());
-      return r;
+      // The result's envelope says when the rank answered (TargetOutcome::answered_ns, same host
+      // as the client): the round trip splits into its way there and its way back.
+      return bench_result(rank);
     };
   }
   fabric::Node node(ctx, broker, o);
@@ -318,7 +316,7 @@ std::vector<Row> round_trip_transport(const std::string& t, const Config& cfg, c
         } else if (record) {
           series.us.push_back(us);
           if (split) {
-            const auto handled = static_cast<double>(o.targets[0].result.applied_at_step);
+            const auto handled = static_cast<double>(o.targets[0].answered_ns);
             there_us.push_back((handled - static_cast<double>(wall0)) / 1e3);
             back_us.push_back((static_cast<double>(wire::wall_clock_ns()) - handled) / 1e3);
           }

@@ -438,6 +438,7 @@ void Client::on_result(const zmq::message_t& frame, std::vector<CommandOutcome>&
   TargetOutcome t;
   t.rank = rank;
   t.has_result = true;
+  t.answered_ns = msg->envelope().timestamp_ns();
   msg->body<wire::CommandResult>()->UnPackTo(&t.result);
   t.attempts = p.attempts;
   t.latency = Clock::now() - p.start;

@@ -80,6 +80,8 @@ struct TargetOutcome {
   std::string detail;
   std::uint32_t attempts = 0;
   std::chrono::nanoseconds latency{0};     // from the first send to this outcome
+  std::uint64_t answered_ns = 0;           // with a result: the rank's wall clock when it answered
+                                           // (the result envelope's timestamp_ns)
 };
 
 struct CommandOutcome {

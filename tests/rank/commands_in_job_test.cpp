@@ -97,6 +97,7 @@ TEST_F(CommandsInJob, EveryTargetIsAppliedByEveryReplicaAtTheSameStepWithOneResu
       EXPECT_EQ(t.result.status, wire::Status::OK) << t.result.error;
       EXPECT_EQ(t.result.applied_at_step, o.targets[0].result.applied_at_step) << "the same boundary on every rank";
       EXPECT_GT(t.result.execution_ns, 0u);
+      EXPECT_GT(t.answered_ns, 0u) << "the rank's clock when it answered";
     }
     EXPECT_EQ(ranks.size(), 3u) << "one result per target rank";
   };
