@@ -80,7 +80,7 @@ struct Broker::Impl {
   void on_result(const zmq::message_t& frame, const wire::Message& m);
   void on_event(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
   // Tells the client why a command goes nowhere ('D' with no target) or where it goes.
-  void dispatch(const std::string& client, const MsgId& id, DispatchReason reason, const std::vector<std::int32_t>& targets,
+  void dispatch(const std::string& client, const MsgId& id, wire::DispatchReason reason, const std::vector<std::int32_t>& targets,
                 const std::string& why);
   // Declares a live rank lost: counted, recorded, a new route table, and what it owes fails.
   void lose(std::int32_t rank, Rank& r, const std::string& why, bool self_reported);
@@ -420,16 +420,20 @@ void Broker::Impl::routes_changed() {
   for (const auto& c : subscribers) send_routes(c, table);
 }
 
-void Broker::Impl::dispatch(const std::string& client, const MsgId& id, DispatchReason reason,
+void Broker::Impl::dispatch(const std::string& client, const MsgId& id, wire::DispatchReason reason,
                             const std::vector<std::int32_t>& targets, const std::string& why) {
-  std::vector<std::uint8_t> d(16 + 1 + 4 * targets.size());
-  const std::uint64_t sender = id.sender(), seq = id.seq();
-  std::memcpy(d.data(), &sender, 8);
-  std::memcpy(d.data() + 8, &seq, 8);
-  d[16] = static_cast<std::uint8_t>(reason);
-  if (!targets.empty()) std::memcpy(d.data() + 17, targets.data(), 4 * targets.size());
-  std::array<zmq::message_t, 2> frames{zmq::message_t(d.data(), d.size()), zmq::message_t(why)};
-  send_to(client, frame::kDispatch, frames);
+  wire::CommandDispatchT d;
+  d.command = std::make_unique<MsgId>(id);
+  d.reason = reason;
+  d.ranks = targets;
+  d.detail = why;
+  wire::Header h;
+  h.msg_id = ids.next();
+  h.correlation_id = id;
+  h.timestamp_ns = wire::wall_clock_ns();
+  const auto f = encoder.encode(h, d);
+  std::array<zmq::message_t, 1> body{zmq::message_t(f.data(), f.size())};
+  send_to(client, frame::kDispatch, body);
 }
 
 void Broker::Impl::on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m) {
@@ -439,7 +443,7 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
     const std::string why = "the command's msg_id is missing or has seq 0, which no msg_id generator produces";
     bump(self.counters_.commands_invalid_id);
     self.rejects_.add("broker cmd", why, bytes(frame));
-    dispatch(from, m.envelope().msg_id() ? *m.envelope().msg_id() : MsgId(), DispatchReason::InvalidId, {}, why);
+    dispatch(from, m.envelope().msg_id() ? *m.envelope().msg_id() : MsgId(), wire::DispatchReason::INVALID_ID, {}, why);
     return;
   }
   const MsgId id = *m.envelope().msg_id();
@@ -459,25 +463,25 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
                               wire::EnumNameTargetKind(first.kind()) + ")";
       bump(self.counters_.commands_id_reused);
       self.rejects_.add("broker cmd", why, bytes(frame));
-      dispatch(from, id, DispatchReason::IdReused, {}, why);
+      dispatch(from, id, wire::DispatchReason::ID_REUSED, {}, why);
       return;
     }
   }
   std::vector<std::int32_t> targets;
-  DispatchReason reason = DispatchReason::Ok;
+  auto reason = wire::DispatchReason::OK;
   std::string why;
   for (const auto& [rank, r] : ranks) {
     if (r.alive && targets_rank(t, rank, r.layers)) targets.push_back(rank);
   }
   if (targets.empty()) {
     if (kind == wire::TargetKind::RANK) {
-      reason = DispatchReason::NoSuchRank;
+      reason = wire::DispatchReason::NO_SUCH_RANK;
       why = "rank " + std::to_string(t->rank()) + " is not connected to the broker";
     } else if (kind == wire::TargetKind::LAYER) {
-      reason = DispatchReason::NoRankHoldsLayer;
+      reason = wire::DispatchReason::NO_RANK_HOLDS_LAYER;
       why = "no connected rank holds layer " + std::to_string(t->layer());
     } else {
-      reason = DispatchReason::NoRanks;
+      reason = wire::DispatchReason::NO_RANKS;
       why = "no rank is connected";
     }
   }

@@ -203,8 +203,8 @@ void Client::receive(std::vector<CommandOutcome>& done) {
     if (!zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     bump(counters_.frames_received);
     const char type = parts.size() >= 2 ? type_of(parts[0]) : '\0';
-    if (type == frame::kDispatch && parts.size() == 3) {
-      on_dispatch(parts, done);
+    if (type == frame::kDispatch && parts.size() == 2) {
+      on_dispatch(parts[1], done);
     } else if (type == frame::kResult && parts.size() == 2) {
       on_result(parts[1], done);
     } else if (type == frame::kFailure && parts.size() == 2) {
@@ -330,50 +330,35 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
   }
 }
 
-void Client::on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done) {
-  const auto& d = parts[1];
-  if (d.size() < 17 || (d.size() - 17) % 4 != 0) {
-    bump(counters_.frames_rejected);
-    rejects_.add("client", "dispatch frame of " + std::to_string(d.size()) + " bytes", bytes(d));
+void Client::on_dispatch(const zmq::message_t& frame, std::vector<CommandOutcome>& done) {
+  const auto msg = expect(frame, wire::Body::CommandDispatch, frame::kDispatch);
+  if (!msg) return;
+  const auto& d = *msg->body<wire::CommandDispatch>();
+  // As if it never came when a value is out of range: the command is re-sent, or times out.
+  if (auto problem = wire::check(*msg)) {
+    reject_values(*msg, *problem, frame);
     return;
   }
-  const auto* p8 = static_cast<const std::uint8_t*>(d.data());
-  Key k{};
-  std::memcpy(&k.sender, p8, 8);
-  std::memcpy(&k.seq, p8 + 8, 8);
+  if (d.command() == nullptr) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", "'D' frame names no command", bytes(frame));
+    return;
+  }
+  const Key k{d.command()->sender(), d.command()->seq()};
   const auto it = pending_.find(k);
   if (it == pending_.end()) return;  // already complete
   auto& p = it->second;
-  const std::size_t n = (d.size() - 17) / 4;
-  std::string problem;
-  if (p8[16] > static_cast<std::uint8_t>(DispatchReason::IdReused)) {
-    problem = "reason: " + std::to_string(p8[16]) + " is not a dispatch reason (0..5)";
-  }
-  for (std::size_t i = 0; i < n && problem.empty(); ++i) {
-    std::int32_t rank;
-    std::memcpy(&rank, p8 + 17 + 4 * i, 4);
-    if (rank < 0 || rank >= wire::kMaxRanks) {
-      problem = "ranks[" + std::to_string(i) + "]: " + std::to_string(rank) + " is not a rank id";
+  if (const auto* ranks = d.ranks()) {
+    for (const auto rank : *ranks) {
+      if (std::find(p.targets.begin(), p.targets.end(), rank) == p.targets.end()) p.targets.push_back(rank);
     }
-  }
-  if (!problem.empty()) {  // as if it never came: the command is re-sent, or times out
-    bump(counters_.values_rejected);
-    rejects_.add("client", "value out of range in a dispatch frame: " + problem, bytes(d));
-    value_log_.reject("client", "dispatch", -1, problem);
-    return;
-  }
-  const auto reason = static_cast<DispatchReason>(p8[16]);
-  for (std::size_t i = 0; i < n; ++i) {
-    std::int32_t rank;
-    std::memcpy(&rank, p8 + 17 + 4 * i, 4);
-    if (std::find(p.targets.begin(), p.targets.end(), rank) == p.targets.end()) p.targets.push_back(rank);
   }
   p.dispatched = true;
   if (p.targets.empty() && p.outcomes.empty()) {
-    const bool one_rank = reason == DispatchReason::NoSuchRank;
+    const bool one_rank = d.reason() == wire::DispatchReason::NO_SUCH_RANK;
     p.outcomes.push_back(failure(p, one_rank ? p.target.rank() : -1,
                                  one_rank ? wire::FailureReason::RANK_LOST : wire::FailureReason::REJECTED,
-                                 parts[2].to_string()));
+                                 d.detail() ? d.detail()->str() : std::string()));
     bump(counters_.commands_failed);
   }
   complete_if_done(k, p, done);

@@ -170,7 +170,7 @@ class Client {
   // The targets for a direct send, or empty when the command must go through the broker.
   std::vector<std::int32_t> direct_targets(const wire::CommandTarget& target) const;
   bool send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes);
-  void on_dispatch(const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
+  void on_dispatch(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   // Decodes an envelope of the expected kind; anything else is counted and kept in the reject log.
   std::optional<wire::Message> expect(const zmq::message_t& frame, wire::Body kind, char type);
   // A well-formed message with a value out of range (wire/validate.hpp): counted, kept, logged.

@@ -7,7 +7,7 @@
 // Command channel (DEALER <-> broker ROUTER), two or more frames:  [type][envelope or payload...]
 //   'H' heartbeat (rank -> broker; the first one registers the rank and its layers)
 //   'C' command   (client -> broker -> each target rank; the same bytes)
-//   'D' dispatch  (broker -> client: [msg_id 16B][reason u8][rank i32 ...] and a reason text)
+//   'D' dispatch  (broker -> client: a CommandDispatch envelope: the target ranks, or why none)
 //   'R' result    (rank -> broker -> client; the same bytes)
 //   'E' event     (rank -> broker, which stamps a sequence and publishes it)
 //   'F' failure   (broker -> client: an Event envelope holding CommandFailed, e.g. rank lost)
@@ -47,12 +47,6 @@ inline constexpr char kInfo = 'I';
 inline constexpr char kPing = 'P';
 inline constexpr char kRoutes = 'T';
 }  // namespace frame
-
-// Why a dispatch has fewer targets than asked for. InvalidId: the command has no msg_id, or seq 0;
-// IdReused: its msg_id is pending for a different command. Both are rejected, not forwarded.
-enum class DispatchReason : std::uint8_t {
-  Ok = 0, NoSuchRank = 1, NoRankHoldsLayer = 2, NoRanks = 3, InvalidId = 4, IdReused = 5
-};
 
 struct Meta {
   std::uint64_t sequence = 0;

@@ -205,6 +205,12 @@ class Referenced {
           }
         }
         break;
+      case Body::CommandDispatch: {
+        const auto* d = static_cast<const CommandDispatch*>(body);
+        add(d->ranks());
+        add(d->detail());
+        break;
+      }
       default: break;
     }
   }
@@ -260,6 +266,9 @@ std::span<const std::uint8_t> Encoder::encode(const Header& h, const StateSnapsh
 }
 std::span<const std::uint8_t> Encoder::encode(const Header& h, const RouteTableT& body) {
   return finish(h, Body::RouteTable, &pack_object<RouteTableT>, &body);
+}
+std::span<const std::uint8_t> Encoder::encode(const Header& h, const CommandDispatchT& body) {
+  return finish(h, Body::CommandDispatch, &pack_object<CommandDispatchT>, &body);
 }
 
 std::span<const std::uint8_t> Encoder::encode_telemetry(const Header& h, const TelemetryBatchInfo& info,

@@ -28,8 +28,8 @@ namespace esper::wire {
 
 inline constexpr std::uint16_t kSchemaMajor = 1;
 // 1.1: the Decision event; 1.2: direct command routes; 1.3: Heartbeat.world_size,
-// CommandResult.members and .snapshot
-inline constexpr std::uint16_t kSchemaMinor = 3;
+// CommandResult.members and .snapshot; 1.4: the CommandDispatch body
+inline constexpr std::uint16_t kSchemaMinor = 4;
 inline constexpr const char* kFileIdentifier = "ESPR";
 
 struct DecodeLimits {
@@ -107,6 +107,7 @@ class Encoder {
   std::span<const std::uint8_t> encode(const Header& h, const HeartbeatT& body);
   std::span<const std::uint8_t> encode(const Header& h, const StateSnapshotT& body);
   std::span<const std::uint8_t> encode(const Header& h, const RouteTableT& body);
+  std::span<const std::uint8_t> encode(const Header& h, const CommandDispatchT& body);
 
   // Telemetry fast path: records are copied as structs, no per-record work.
   std::span<const std::uint8_t> encode_telemetry(const Header& h, const TelemetryBatchInfo& info,

@@ -392,6 +392,16 @@ Problem check(const RouteTable& t, const Bounds& b) {
   return std::nullopt;
 }
 
+Problem check(const CommandDispatch& d, const Bounds& b) {
+  if (auto p = enum_value("reason", d.reason(), "DispatchReason")) return p;
+  if (const auto* ranks = d.ranks()) {
+    for (std::uint32_t i = 0; i < ranks->size(); ++i) {
+      if (auto p = rank_id("ranks[" + std::to_string(i) + "]", ranks->Get(i), b, false)) return p;
+    }
+  }
+  return text("detail", d.detail(), b);
+}
+
 Problem check(const Heartbeat& h, const Bounds& b) {
   if (auto p = at_most("step", h.step(), b.steps)) return p;
   if (auto p = at_most("telemetry_dropped", h.telemetry_dropped(), b.counts)) return p;
@@ -429,6 +439,7 @@ Problem check(const Message& m, const Bounds& b) {
   if (const auto* x = m.body<StateSnapshot>()) return check(*x, b);
   if (const auto* x = m.body<RouteTable>()) return check(*x, b);
   if (const auto* x = m.body<Heartbeat>()) return check(*x, b);
+  if (const auto* x = m.body<CommandDispatch>()) return check(*x, b);
   return std::nullopt;
 }
 

@@ -80,6 +80,7 @@ using Problem = std::optional<std::string>;
 [[nodiscard]] Problem check(const Command& command, const Bounds& bounds = {});
 [[nodiscard]] Problem check(const RouteTable& table, const Bounds& bounds = {});
 [[nodiscard]] Problem check(const Heartbeat& heartbeat, const Bounds& bounds = {});
+[[nodiscard]] Problem check(const CommandDispatch& dispatch, const Bounds& bounds = {});
 // A (layer, seed) pair and a state kept outside a message (a JobState's entries, a command's
 // outcome): "layer: ...", "seed: ...", "state: ...".
 [[nodiscard]] Problem check_seed(std::uint32_t layer, std::uint32_t seed, SeedState state, const Bounds& bounds = {});

@@ -6,6 +6,7 @@
 
 #include "bench/telemetry_generator.hpp"
 #include "fabric/fabric_fixture.hpp"
+#include "wire/validate.hpp"
 
 namespace esper::fabric {
 namespace {
@@ -173,26 +174,33 @@ TEST_F(Ids, TheBrokerRefusesInvalidAndReusedMsgIds) {
   Node node(ctx_, broker_.endpoints().cmd, node_options(0));  // polled by the test
   ASSERT_TRUE(wait_for_ranks(broker_, 1));
   RawPeer client(ctx_, broker_.endpoints().cmd);
-  const auto dispatch_reason = [&](std::string* why) {
+  wire::Decoder decoder;
+  // The broker's 'D' answer: a CommandDispatch envelope naming the command it answers.
+  const auto dispatch_reason = [&](std::string* why, wire::MsgId command) {
     const auto parts = client.receive();
-    EXPECT_EQ(parts.size(), 3u);
-    if (parts.size() != 3 || type_of(parts[0]) != frame::kDispatch || parts[1].size() < 17) return -1;
-    *why = parts[2].to_string();
-    return static_cast<int>(static_cast<const std::uint8_t*>(parts[1].data())[16]);
+    EXPECT_EQ(parts.size(), 2u);
+    if (parts.size() != 2 || type_of(parts[0]) != frame::kDispatch) return -1;
+    const auto msg = decoder.decode(bytes(parts[1]));
+    if (!msg || msg->body<wire::CommandDispatch>() == nullptr) return -1;
+    const auto& d = *msg->body<wire::CommandDispatch>();
+    EXPECT_EQ(wire::check(*msg), std::nullopt);
+    EXPECT_TRUE(d.command() != nullptr && d.command()->sender() == command.sender() && d.command()->seq() == command.seq());
+    *why = d.detail() ? d.detail()->str() : "";
+    return static_cast<int>(d.reason());
   };
   std::string why;
   client.send(frame::kCommand, encoded(wire::shutdown(wire::to_rank(0), "zero id"), wire::MsgId(0, 0)));
-  EXPECT_EQ(dispatch_reason(&why), static_cast<int>(DispatchReason::InvalidId));
+  EXPECT_EQ(dispatch_reason(&why, wire::MsgId(0, 0)), static_cast<int>(wire::DispatchReason::INVALID_ID));
   EXPECT_NE(why.find("seq 0"), std::string::npos) << why;
 
   client.send(frame::kCommand, encoded(wire::shutdown(wire::to_rank(0), "first"), wire::MsgId(9, 1)));
-  EXPECT_EQ(dispatch_reason(&why), static_cast<int>(DispatchReason::Ok));
+  EXPECT_EQ(dispatch_reason(&why, wire::MsgId(9, 1)), static_cast<int>(wire::DispatchReason::OK));
   client.send(frame::kCommand,
               encoded(wire::emergency_stop(wire::to_rank(0), wire::StopScope::JOB, 0, 0, "other"), wire::MsgId(9, 1)));
-  EXPECT_EQ(dispatch_reason(&why), static_cast<int>(DispatchReason::IdReused));
+  EXPECT_EQ(dispatch_reason(&why, wire::MsgId(9, 1)), static_cast<int>(wire::DispatchReason::ID_REUSED));
   EXPECT_NE(why.find("msg_id reused for a different command"), std::string::npos) << why;
   client.send(frame::kCommand, encoded(wire::shutdown(wire::to_rank(0), "second"), wire::MsgId(9, 2)));
-  EXPECT_EQ(dispatch_reason(&why), static_cast<int>(DispatchReason::Ok));
+  EXPECT_EQ(dispatch_reason(&why, wire::MsgId(9, 2)), static_cast<int>(wire::DispatchReason::OK));
 
   ASSERT_TRUE(eventually([&] { return node.queued_commands() == 2; }));
   std::vector<std::string> reasons;

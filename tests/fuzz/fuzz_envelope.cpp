@@ -294,6 +294,16 @@ void walk(Sink& s, const RouteTable* t) {
   }
 }
 
+void walk(Sink& s, const CommandDispatch* d) {
+  if (const auto* c = d->command()) {
+    s(c->sender());
+    s(c->seq());
+  }
+  s(static_cast<std::uint32_t>(d->reason()));
+  s(d->ranks());
+  s(d->detail());
+}
+
 void walk(Sink& s, const Envelope& e) {
   const auto* v = e.version();
   FUZZ_CHECK(v != nullptr && v->major() == kSchemaMajor, "an accepted frame of another major");
@@ -406,6 +416,10 @@ void use(const Message& m) {
     case Body::RouteTable:
       walk(s, m.body<RouteTable>());
       round_trip(h, *m.body<RouteTable>());
+      break;
+    case Body::CommandDispatch:
+      walk(s, m.body<CommandDispatch>());
+      round_trip(h, *m.body<CommandDispatch>());
       break;
     default: FUZZ_CHECK(false, "an accepted frame of no known kind");
   }

@@ -194,6 +194,15 @@ void envelope_seeds() {
     routes.ranks.push_back(std::move(route));
   }
   write("envelope", "route-table", frame(enc, routes));
+  CommandDispatchT sent;
+  sent.command = std::make_unique<MsgId>(7, 12);
+  sent.ranks = {0, 3};
+  write("envelope", "dispatch", frame(enc, sent));
+  CommandDispatchT refused;
+  refused.command = std::make_unique<MsgId>(7, 13);
+  refused.reason = DispatchReason::NO_RANK_HOLDS_LAYER;
+  refused.detail = "no connected rank holds layer 9";
+  write("envelope", "dispatch-refused", frame(enc, refused));
 
   // Random messages of every kind, as the wire property test makes them.
   testing::RandomMessages rnd(20261201);

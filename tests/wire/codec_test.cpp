@@ -156,6 +156,18 @@ TEST_P(RoundTrip, RouteTable) {
   EXPECT_EQ(out.ranks[1]->command_endpoint, "tcp://10.0.0.6:40005");
 }
 
+TEST_P(RoundTrip, CommandDispatch) {
+  CommandDispatchT d;
+  d.command = std::make_unique<MsgId>(3, 44);
+  d.reason = DispatchReason::NO_SUCH_RANK;
+  d.ranks = {2, 7};
+  d.detail = "rank 9 is not connected to the broker";
+  const auto out = round_trip(d);
+  EXPECT_EQ(out, d);
+  ASSERT_NE(out.command, nullptr);
+  EXPECT_EQ(out.command->seq(), 44u);
+}
+
 TEST_P(RoundTrip, TelemetryObjectAndFastPathAgree) {
   testing::RandomMessages rnd(5);
   const auto batch = rnd.telemetry(300);

@@ -151,16 +151,40 @@ class RandomMessages {
     return state_snapshot(u64(), std::move(layers), u32(), u32());
   }
 
+  RouteTableT route_table() {
+    RouteTableT t;
+    t.version = u64();
+    for (std::uint32_t i = u32(4); i > 0; --i) {
+      auto r = std::make_unique<RankRouteT>();
+      r->rank = i32();
+      r->layers = u32s();
+      r->command_endpoint = text();
+      t.ranks.push_back(std::move(r));
+    }
+    return t;
+  }
+
+  CommandDispatchT dispatch() {
+    CommandDispatchT d;
+    d.command = std::make_unique<MsgId>(msg_id());
+    d.reason = pick(DispatchReason::MAX);
+    for (std::uint32_t i = u32(5); i > 0; --i) d.ranks.push_back(i32());
+    d.detail = text();
+    return d;
+  }
+
   // Encodes a random message of a random kind.
   std::vector<std::uint8_t> any_frame(Encoder& enc) {
     const Header h = header();
     std::span<const std::uint8_t> f;
-    switch (u32(6)) {
+    switch (u32(8)) {
       case 0: f = enc.encode(h, command()); break;
       case 1: f = enc.encode(h, result()); break;
       case 2: f = enc.encode(h, telemetry(200)); break;
       case 3: f = enc.encode(h, event()); break;
       case 4: f = enc.encode(h, heartbeat()); break;
+      case 5: f = enc.encode(h, route_table()); break;
+      case 6: f = enc.encode(h, dispatch()); break;
       default: f = enc.encode(h, snapshot()); break;
     }
     return {f.begin(), f.end()};
@@ -188,6 +212,8 @@ inline void touch_everything(const Message& m) {
     case Body::Event: (void)unpack(m.body<Event>()); break;
     case Body::Heartbeat: (void)unpack(m.body<Heartbeat>()); break;
     case Body::StateSnapshot: (void)unpack(m.body<StateSnapshot>()); break;
+    case Body::RouteTable: (void)unpack(m.body<RouteTable>()); break;
+    case Body::CommandDispatch: (void)unpack(m.body<CommandDispatch>()); break;
     default: break;
   }
 }

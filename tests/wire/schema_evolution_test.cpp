@@ -63,7 +63,8 @@ TEST(SchemaEvolution, UnknownBodyKindIsReportedNotMisread) {
   auto msg = dec.decode(next_frame(true));
   ASSERT_FALSE(msg);
   EXPECT_EQ(msg.error().code, DecodeErrc::UnknownKind);
-  EXPECT_NE(msg.error().detail.find("body kind 8"), std::string::npos) << msg.error().message();
+  EXPECT_NE(msg.error().detail.find("body kind " + std::to_string(static_cast<int>(nx::Body::Probe))), std::string::npos)
+      << msg.error().message();
   EXPECT_NE(msg.error().detail.find(std::to_string(kSchemaMajor) + "." + std::to_string(kSchemaMinor + 1)),
             std::string::npos)
       << msg.error().message();

@@ -288,6 +288,21 @@ TEST(Validate, SnapshotResultCommandRouteTableAndHeartbeatRejectsNameTheField) {
   EXPECT_REJECTS(check_of<Heartbeat>(heartbeat(kMaxStep + 1, 100, 1, 0, 0, {0}, "", 0)), "step");
 }
 
+// The broker's dispatch answer (schema 1.4): its reason and every rank it names.
+TEST(Validate, ADispatchsReasonAndRanksAreChecked) {
+  CommandDispatchT d;
+  d.command = std::make_unique<MsgId>(1, 2);
+  d.ranks = {0, 3};
+  EXPECT_EQ(check_of<CommandDispatch>(d), std::nullopt);
+  d.ranks = {0, -1};
+  EXPECT_REJECTS(check_of<CommandDispatch>(d), "ranks[1]");
+  d.ranks = {kMaxRanks};
+  EXPECT_REJECTS(check_of<CommandDispatch>(d), "ranks[0]");
+  d.ranks = {};
+  d.reason = bad<DispatchReason>(6);
+  EXPECT_REJECTS(check_of<CommandDispatch>(d), "reason");
+}
+
 // A batch's per-member results (schema 1.3) are checked like the result itself.
 TEST(Validate, ABatchResultsMembersAreChecked) {
   auto r = command_result(Status::OK, 1);
