@@ -25,6 +25,11 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
                  "nodes), ipc or tcp")
       ->check(CLI::IsMember({"auto", "ipc", "tcp"}))
       ->capture_default_str();
+  app.add_option("--compression", cfg->compression,
+                 "zstd for telemetry and other bodies of 1 KiB or more: auto (only when a rank's link to the "
+                 "broker leaves the host), always, or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
   auto* policy = app.add_option("--policy", cfg->policy, "the embedded controller's growth policy: aggressive, "
                                                          "balanced, conservative, or none (seeds never germinate)")
                      ->capture_default_str();

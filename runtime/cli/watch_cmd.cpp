@@ -47,8 +47,8 @@ Run add_watch(CLI::App& app) {
           first = fmt::format(" first: seed={} state={} loss={:.4g} alpha={:.3g}", r->seed(),
                               wire::EnumNameSeedState(r->state()), r->task_loss(), r->alpha());
         }
-        const auto line = fmt::format("{} rank={} records={} dropped_before={}{}", d->topic, b->rank(), n,
-                                      b->dropped_records(), first);
+        const auto line = fmt::format("{} rank={} records={} dropped_before={}{}{}", d->topic, b->rank(), n,
+                                      b->dropped_records(), d->message->was_packed() ? " packed" : "", first);
         std::printf("%s\n", terminal_safe(line).c_str());
       } else if (const auto* e = d->message->body<wire::Event>()) {
         const auto line = fmt::format("{} #{} {}", d->topic, d->meta.sequence, controller::describe(*e));

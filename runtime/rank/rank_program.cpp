@@ -382,6 +382,9 @@ int run(const RunConfig& cfg, mpi::Session& session) {
         no.host = world.node;
         no.heartbeat_interval = cfg.heartbeat;
         no.connect_timeout = cfg.connect_timeout;
+        no.compression = cfg.compression == "always"  ? fabric::Compression::On
+                         : cfg.compression == "never" ? fabric::Compression::Off
+                                                      : fabric::Compression::Auto;
         node = std::make_unique<fabric::Node>(ctx, endpoint, no);
       })) {
     return setup_failed(*f);

@@ -24,6 +24,9 @@ struct RunConfig {
   // The embedded broker's transport: ipc on one node, tcp on the node's address when the ranks
   // span nodes (auto), or forced (tcp also lets consumers on other machines reach it).
   std::string transport = "auto";       // auto | ipc | tcp
+  // Whether ranks compress telemetry and other large bodies: auto (only when the link to the broker
+  // leaves the host), always, or never.
+  std::string compression = "auto";     // auto | always | never
   std::chrono::milliseconds heartbeat{1000};
   std::string policy = "balanced";      // the embedded controller's preset, or "none"
   std::string schedule = "none";        // scripted commands instead: advance | random:N | none

@@ -24,8 +24,8 @@ struct RunOptions {
   int layers = 2, in = 64, out = 64, chunks = 16, rank = 4, batch = 32;
   std::int64_t steps = 600;
   std::uint64_t data_seed = 1;
-  std::string broker, transport = "auto", policy = "balanced", schedule = "none", report = "esper-report.json",
-                      device = "auto", config;
+  std::string broker, transport = "auto", compression = "auto", policy = "balanced", schedule = "none",
+                      report = "esper-report.json", device = "auto", config;
   int schedule_every = 25, progress_every = 100, step_sleep_ms = 0;
   std::int64_t fail_at_step = -1;
   int fail_rank = -1;
@@ -44,6 +44,7 @@ void add_run_like(CLI::App& app, RunOptions& o) {
   app.add_option("--data-seed", o.data_seed);
   app.add_option("--broker", o.broker);
   app.add_option("--transport", o.transport)->check(CLI::IsMember({"auto", "ipc", "tcp"}));
+  app.add_option("--compression", o.compression)->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--policy", o.policy);
   app.add_option("--schedule", o.schedule);
   app.add_option("--schedule-every", o.schedule_every)->check(CLI::PositiveNumber);

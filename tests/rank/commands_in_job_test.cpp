@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "fabric/client.hpp"
@@ -301,6 +302,36 @@ TEST_F(CommandsInJob, ACommandOutlastingTheRetryScheduleIsAppliedAndReportedOkOn
 }
 
 // Each error path ends the whole job within 30 s, non-zero, naming the rank, host and cause.
+// `--compression always` packs telemetry on one host too (what an outsider's decoder needs to see),
+// where `auto` sends it as it is over ipc.
+TEST_F(CommandsInJob, CompressionAlwaysPacksTelemetryOnOneHostWhereAutoDoesNot) {
+  for (const std::string mode : {"always", "auto"}) {
+    SCOPED_TRACE(mode);
+    ChildProcess job(mpirun(1, {"--steps", "1000000", "--progress-every", "1000000", "--transport", "ipc",
+                                "--compression", mode}));
+    const auto broker = broker_of(job);
+    ASSERT_FALSE(broker.empty()) << job.output();
+    ChildProcess watch({ESPER_CLI, "watch", "--broker", broker, "--topic", "tel/", "--count", "6"});
+    ASSERT_EQ(exit_code(watch.wait(60s)), 0) << watch.output();
+    std::size_t batches = 0, packed = 0;
+    std::istringstream lines(watch.output());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("tel/", 0) != 0) continue;
+      ++batches;
+      if (line.find(" packed") != std::string::npos) ++packed;
+    }
+    EXPECT_EQ(batches, 6u) << watch.output();
+    if (mode == "always") {
+      EXPECT_GE(packed, 1u) << watch.output();
+    } else {
+      EXPECT_EQ(packed, 0u) << watch.output();
+    }
+    zmq::context_t ctx;
+    (void)client_for(ctx, broker, 1)->call(wire::shutdown(wire::to_all(), "test done", 20'000, {20'000}));
+    EXPECT_EQ(exit_code(job.wait(60s)), 3) << job.output();
+  }
+}
+
 class JobFailure : public CommandsInJob {
  protected:
   std::string run_failing(int ranks, std::vector<std::string> args, const std::string& expect) {
