@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -56,11 +57,24 @@ class Schedule {
   }
   ~Schedule() { finish(); }
 
-  void at_step(std::uint64_t step) { step_.store(step, std::memory_order_relaxed); }
-  void stop_sending() { sending_ = false; }
+  // The training thread reached `step`. When the schedule thread is more than kMaxLag steps behind
+  // with what is due, it waits for it (at most 10 s): how busy the machine is must not decide
+  // whether a scripted command is sent before training ends (a schedule thread starved for a few
+  // dozen steps would otherwise still be sending then).
+  static constexpr std::uint64_t kMaxLag = 8;
+  void at_step(std::uint64_t step) {
+    std::unique_lock lock(mu_);
+    step_ = step;
+    sent_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return sent_through_ + kMaxLag >= step || !sending_; });
+  }
+  void stop_sending() {
+    std::lock_guard lock(mu_);
+    sending_ = false;
+    sent_cv_.notify_all();
+  }
   // Waits (at most `wait`) for every outcome, then stops the thread.
   void finish(std::chrono::milliseconds wait = std::chrono::seconds(10)) {
-    sending_ = false;
+    stop_sending();
     wait_ = wait;
     done_ = true;
     if (thread_.joinable()) thread_.join();
@@ -88,7 +102,11 @@ class Schedule {
     const std::uint64_t steps = cfg_.layer.steps;
     const std::uint64_t spacing = random_total_ ? std::max<std::uint64_t>(1, steps / (random_total_ + 1)) : 0;
     while (!done_) {
-      const auto step = step_.load(std::memory_order_relaxed);
+      std::uint64_t step;
+      {
+        std::lock_guard lock(mu_);
+        step = step_;
+      }
       if (!sending_) {
         collect(std::chrono::milliseconds(5));
         continue;
@@ -102,6 +120,11 @@ class Schedule {
         next += cfg_.schedule_every;
       }
       while (random_total_ > 0 && random_sent_ < random_total_ && step >= random_sent_ * spacing) send_random();
+      {
+        std::lock_guard lock(mu_);
+        sent_through_ = std::max(sent_through_, step);
+      }
+      sent_cv_.notify_all();
       collect(std::chrono::milliseconds(5));
     }
     const auto until = Clock::now() + wait_.load();
@@ -151,7 +174,9 @@ class Schedule {
   std::mt19937_64 rng_;
   std::uint64_t random_total_ = 0, random_sent_ = 0;
   std::unique_ptr<fabric::Client> client_;
-  std::atomic<std::uint64_t> step_{0};
+  std::uint64_t step_ = 0;          // the training thread's step (guarded by mu_)
+  std::uint64_t sent_through_ = 0;  // every command due by this step is sent (guarded by mu_)
+  std::condition_variable sent_cv_;
   std::atomic<bool> done_{false};
   std::atomic<bool> sending_{true};
   std::atomic<std::chrono::milliseconds> wait_{std::chrono::seconds(10)};
