@@ -11,8 +11,8 @@ set(ESPER_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/esper)
 
 # Every library, as the export names it (esper_fabric -> esper::fabric). Parts a build leaves out
 # (no MPI, no CUDA) are simply absent from the package.
-set(esper_libraries esper_core esper_fbs esper_wire esper_kernel_rules esper_kernels
-                    esper_lifecycle esper_fabric esper_controller esper_morphogenesis)
+set(esper_libraries esper_core esper_fbs esper_fbs_dead_letter esper_wire esper_kernel_rules esper_kernels
+                    esper_lifecycle esper_fabric esper_controller esper_morphogenesis esper_resilience)
 foreach(t esper_kernels_cuda esper_mpi esper_rank)
   if(TARGET ${t})
     list(APPEND esper_libraries ${t})
@@ -33,7 +33,7 @@ foreach(t IN LISTS esper_libraries)
         list(APPEND wrapped "$<BUILD_INTERFACE:${d}>")
       endforeach()
       list(APPEND wrapped "$<INSTALL_INTERFACE:${ESPER_INSTALL_INCLUDEDIR}>")
-      if(t STREQUAL "esper_fbs")  # the generated headers include each other by bare name
+      if(t MATCHES "^esper_fbs")  # the generated headers include each other by bare name
         list(APPEND wrapped "$<INSTALL_INTERFACE:${ESPER_INSTALL_INCLUDEDIR}/fbs>")
       endif()
       list(REMOVE_DUPLICATES wrapped)

@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   slurmctld slurmd slurm-client munge
   libzstd-dev
+  zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev

@@ -15,6 +15,7 @@ Run add_ctl(CLI::App& app);
 Run add_watch(CLI::App& app);
 Run add_controller(CLI::App& app);
 Run add_top(CLI::App& app);
+Run add_dlq(CLI::App& app);
 // esper-run only (runtime/cli/run_main.cpp): it links MPI and the kernels.
 Run add_run(CLI::App& app, int& argc, char**& argv);
 

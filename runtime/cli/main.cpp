@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   runs[control] = esper::cli::add_controller(*control);
   auto* top = app.add_subcommand("top", "a live view of a running job");
   runs[top] = esper::cli::add_top(*top);
+  auto* dlq = app.add_subcommand("dlq", "list, show, replay or purge the dead letters kept in a directory");
+  runs[dlq] = esper::cli::add_dlq(*dlq);
 #ifdef ESPER_HAVE_RUN
   // Listed for --help; executed by esper-run above (`esper run --help` shows its options).
   app.add_subcommand("run", "the rank program: train seed layers as one rank of an MPI job (esper-run)")

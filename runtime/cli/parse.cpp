@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 
 namespace esper::cli {
 namespace {
@@ -81,6 +82,35 @@ std::optional<wire::SeedState> parse_state(const std::string& text, std::string&
 
 std::optional<wire::Priority> parse_priority(const std::string& text, std::string& error) {
   return by_name(text, wire::EnumNamesPriority(), wire::Priority::MAX, "priority", error);
+}
+
+std::optional<wire::DeadLetterReason> parse_dead_letter_reason(const std::string& text, std::string& error) {
+  return by_name(text, wire::EnumNamesDeadLetterReason(), wire::DeadLetterReason::MAX, "dead-letter reason", error);
+}
+
+std::optional<wire::MsgId> parse_msg_id(const std::string& text, std::string& error) {
+  const auto colon = text.find(':');
+  std::uint64_t sender = 0, seq = 0;
+  if (colon != std::string::npos) {
+    std::string hex = text.substr(0, colon);
+    if (hex.rfind("0x", 0) == 0 || hex.rfind("0X", 0) == 0) hex = hex.substr(2);
+    const std::string dec = text.substr(colon + 1);
+    const auto [e1, c1] = std::from_chars(hex.data(), hex.data() + hex.size(), sender, 16);
+    const auto [e2, c2] = std::from_chars(dec.data(), dec.data() + dec.size(), seq, 10);
+    if (!hex.empty() && !dec.empty() && c1 == std::errc() && c2 == std::errc() && e1 == hex.data() + hex.size() &&
+        e2 == dec.data() + dec.size()) {
+      return wire::MsgId(sender, seq);
+    }
+  }
+  error = "'" + text + "' is not a msg id; write SENDER:SEQ, the sender in hex (as esper dlq list prints it)";
+  return std::nullopt;
+}
+
+std::string format_msg_id(const wire::MsgId& id) {
+  char out[48];
+  std::snprintf(out, sizeof out, "%016llx:%llu", static_cast<unsigned long long>(id.sender()),
+                static_cast<unsigned long long>(id.seq()));
+  return out;
 }
 
 std::function<wire::Bounds()> add_job_shape(CLI::App& app) {

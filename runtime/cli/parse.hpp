@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "fbs/dead_letter_generated.h"
 #include "fbs/envelope_generated.h"
 #include "wire/validate.hpp"
 
@@ -18,6 +19,10 @@ std::optional<wire::CommandTarget> parse_target(const std::string& text, std::st
 std::optional<wire::SeedSetT> parse_seeds(const std::string& text, std::string& error);
 std::optional<wire::SeedState> parse_state(const std::string& text, std::string& error);
 std::optional<wire::Priority> parse_priority(const std::string& text, std::string& error);
+std::optional<wire::DeadLetterReason> parse_dead_letter_reason(const std::string& text, std::string& error);
+// A msg_id as tools print it: SENDER:SEQ, the sender in hex (0x optional), the seq in decimal.
+std::optional<wire::MsgId> parse_msg_id(const std::string& text, std::string& error);
+std::string format_msg_id(const wire::MsgId& id);
 
 // --layers and --chunks on a tool that watches a job: its shape, which narrows the values it
 // accepts (wire::Bounds::job; 0 = not known). Returns what gives the bounds once parsed.

@@ -38,13 +38,15 @@ std::chrono::milliseconds Client::jittered(std::chrono::milliseconds d) {
   return std::chrono::milliseconds(std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(d.count()) * u(rng_))));
 }
 
-Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wire::Priority priority) {
+Expected<wire::MsgId, SendError> Client::send(const wire::CommandT& command, wire::Priority priority,
+                                              std::optional<wire::MsgId> replay_of) {
   if (pending_.size() >= options_.max_pending) {
     return unexpected(SendError{SendErrc::TooManyPending, std::to_string(pending_.size()) +
                                                               " commands are pending (max_pending); poll() first"});
   }
   wire::Header h;
   h.msg_id = ids_.next();
+  if (replay_of) h.correlation_id = *replay_of;
   h.priority = priority;
   h.timestamp_ns = wire::wall_clock_ns();
   const wire::CommandTarget target = command.target ? *command.target : wire::CommandTarget(wire::TargetKind::ALL, -1, 0);

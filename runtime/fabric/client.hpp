@@ -109,8 +109,11 @@ class Client {
  public:
   Client(zmq::context_t& ctx, const std::string& broker, ClientOptions options = {});
 
+  // `replay_of`: the msg_id of the command this one sends again (esper dlq replay), carried as the
+  // envelope's correlation_id; the new command has a msg_id of its own.
   [[nodiscard]] Expected<wire::MsgId, SendError> send(const wire::CommandT& command,
-                                                      wire::Priority priority = wire::Priority::NORMAL);
+                                                      wire::Priority priority = wire::Priority::NORMAL,
+                                                      std::optional<wire::MsgId> replay_of = std::nullopt);
   // Publishes an event through the broker (stamped with its sequence, like a rank's): a
   // controller's decisions and alerts. Would-block is returned, never dropped silently.
   [[nodiscard]] Expected<wire::MsgId, SendError> emit(const wire::EventT& event);
