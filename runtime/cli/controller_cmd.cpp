@@ -36,8 +36,11 @@ Run add_controller(CLI::App& app) {
   auto keep_running = std::make_shared<bool>(false);
   app.add_flag("--keep-running", *keep_running,
                "keep running after every rank of the job has been lost (default: stop then, e.g. at the job's end)");
+  auto dlq = std::make_shared<std::string>();
+  app.add_option("--dlq", *dlq, "keep commands that fail at a rank as dead letters in this directory (esper dlq)");
   const auto job_shape = add_job_shape(app);
-  return [opts, policy, tick_ms, settle_ms, keep_running, job_shape] {
+  return [opts, policy, tick_ms, settle_ms, keep_running, job_shape, dlq] {
+    if (!dlq->empty()) opts->dead_letters = std::make_shared<resilience::DeadLetterQueue>(resilience::DeadLetterOptions{.dir = *dlq});
     if (*policy != "none") {
       opts->policy = controller::preset(*policy);
       if (!opts->policy) {

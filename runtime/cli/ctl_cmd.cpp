@@ -49,6 +49,7 @@ struct CtlArgs {
   std::uint32_t timeout_ms = 5000;
   std::int64_t apply_at_step = -1;
   std::uint32_t retries = 5;
+  std::string dlq;
   KindArgs k;
 };
 
@@ -180,6 +181,7 @@ Run add_ctl(CLI::App& app) {
       ->capture_default_str();
   send->add_option("--apply-at-step", a->apply_at_step, "apply at this step boundary (-1: the next one)");
   send->add_option("--attempts", a->retries, "sends at most (first try included)")->check(CLI::Range(1, 100));
+  send->add_option("--dlq", a->dlq, "keep a target's failure as a dead letter in this directory (esper dlq)");
   add_kinds(*send, a->k, true);
 
   return [a] {
@@ -192,6 +194,7 @@ Run add_ctl(CLI::App& app) {
     zmq::context_t ctx;
     fabric::ClientOptions co;
     co.retry.max_attempts = a->retries;
+    if (!a->dlq.empty()) co.dead_letters = std::make_shared<resilience::DeadLetterQueue>(resilience::DeadLetterOptions{.dir = a->dlq});
     fabric::Client client(ctx, a->broker, co);
     // With the broker's route table the command goes straight to the ranks; without it (an old or
     // slow broker), through the broker: either way it arrives.

@@ -35,7 +35,8 @@ std::string describe(const fabric::TargetOutcome& t) {
   std::string line = "rank " + std::to_string(t.rank) + ": ";
   if (!t.has_result) {
     return line + "FAILED (" + wire::EnumNameFailureReason(t.failure) + ") " + t.detail + " [" +
-           std::to_string(t.attempts) + " attempt(s), " + fmt::format("{:.3f}", ms) + " ms]";
+           std::to_string(t.attempts) + " attempt(s), " + fmt::format("{:.3f}", ms) + " ms]" +
+           (t.dead_lettered ? " [dead letter]" : "");
   }
   return line + describe_result(t.result, "  ") + (t.result.outcomes.empty() && t.result.members.empty() && !t.result.snapshot
                                                        ? " [" + fmt::format("{:.3f}", ms) + " ms]"

@@ -44,6 +44,7 @@ Controller::Controller(zmq::context_t& ctx, ControllerOptions options)
   fabric::ClientOptions co;
   co.job_id = options_.job_id;
   co.retry = options_.retry;
+  co.dead_letters = options_.dead_letters;
   client_ = std::make_unique<fabric::Client>(ctx, options_.broker, co);
   if (options_.policy) policy_.emplace(*options_.policy);
 }

@@ -54,6 +54,8 @@ struct ControllerOptions {
   // ControllerStats::values_rejected.
   wire::Bounds bounds{};
   fabric::RetryPolicy retry{std::chrono::milliseconds(100)};
+  // Where commands that fail at a rank are kept (docs/dead-letters.md); none: only counted.
+  std::shared_ptr<resilience::DeadLetterQueue> dead_letters;
 };
 
 // How one transition_population() call ended.

@@ -458,10 +458,58 @@ void Client::on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>
   complete_if_done(it->first, p, done);
 }
 
+namespace {
+wire::DeadLetterReason dead_letter_reason(wire::FailureReason f) {
+  switch (f) {
+    case wire::FailureReason::TIMEOUT: return wire::DeadLetterReason::TIMEOUT;
+    case wire::FailureReason::RETRIES_EXHAUSTED: return wire::DeadLetterReason::RETRIES_EXHAUSTED;
+    case wire::FailureReason::RANK_LOST: return wire::DeadLetterReason::RANK_LOST;
+    case wire::FailureReason::CIRCUIT_OPEN: return wire::DeadLetterReason::CIRCUIT_OPEN;
+    case wire::FailureReason::UNDECODABLE: return wire::DeadLetterReason::UNDECODABLE;
+    default: return wire::DeadLetterReason::REJECTED;
+  }
+}
+std::string target_text(const wire::CommandTarget& t) {
+  switch (t.kind()) {
+    case wire::TargetKind::RANK: return "rank:" + std::to_string(t.rank());
+    case wire::TargetKind::LAYER: return "layer:" + std::to_string(t.layer());
+    default: return "all";
+  }
+}
+}  // namespace
+
+void Client::dead_letter(const Key& k, const Pending& p, TargetOutcome& t) {
+  wire::DeadLetterT l;
+  l.reason = dead_letter_reason(t.failure);
+  l.stage = wire::DeadLetterStage::CLIENT;
+  l.attempts = t.attempts;
+  l.last_ns = wire::wall_clock_ns();
+  const auto age = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.latency).count());
+  l.first_ns = l.last_ns > age ? l.last_ns - age : 0;
+  l.destination_rank = t.rank;
+  l.destination = t.rank >= 0 ? "rank:" + std::to_string(t.rank) : target_text(p.target);
+  l.sender = k.sender;
+  l.msg_id = std::make_unique<wire::MsgId>(k.sender, k.seq);
+  l.error = t.detail;
+  l.original = p.frame;
+  options_.dead_letters->add(l);
+  t.dead_lettered = true;
+}
+
 void Client::complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done) {
   if (!p.dispatched) return;
   for (const auto rank : p.targets) {
     if (!p.has_outcome(rank)) return;
+  }
+  finish(k, p, done);
+}
+
+void Client::finish(const Key& key, Pending& p, std::vector<CommandOutcome>& done) {
+  const Key k = key;  // `key` may be the map's own, which erase() destroys
+  if (options_.dead_letters) {
+    for (auto& t : p.outcomes) {
+      if (!t.has_result) dead_letter(k, p, t);
+    }
   }
   done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
   pending_.erase(k);
@@ -505,11 +553,7 @@ void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& do
     bump(counters_.commands_failed);
     finished.push_back(k);
   }
-  for (const auto& k : finished) {
-    auto& p = pending_.at(k);
-    done.push_back(CommandOutcome{wire::MsgId(k.sender, k.seq), std::move(p.outcomes)});
-    pending_.erase(k);
-  }
+  for (const auto& k : finished) finish(k, pending_.at(k), done);
   // A direct command without an answer: ask for the table again, in case a change was missed (or
   // a restarted broker forgot this client's subscription).
   if (ask_routes) (void)send_frame(frame::kRoutes, {});

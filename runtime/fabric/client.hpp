@@ -39,6 +39,7 @@
 #include "core/error.hpp"
 #include "fabric/counters.hpp"
 #include "fabric/framing.hpp"
+#include "resilience/dead_letters.hpp"
 #include "wire/codec.hpp"
 #include "wire/ids.hpp"
 
@@ -69,6 +70,9 @@ struct ClientOptions {
   // before: a rank may decide to apply the command up to its deadline, and this covers the
   // result's way back (and the handler's run) after that decision.
   std::chrono::milliseconds result_grace{500};
+  // Where a target's terminal failure (timeout, rank lost, rejected, undecodable result) is kept as
+  // a dead letter with the command's bytes (docs/dead-letters.md); none: failures are only returned.
+  std::shared_ptr<resilience::DeadLetterQueue> dead_letters;
 };
 
 // The terminal outcome at one target rank.
@@ -82,6 +86,7 @@ struct TargetOutcome {
   std::chrono::nanoseconds latency{0};     // from the first send to this outcome
   std::uint64_t answered_ns = 0;           // with a result: the rank's wall clock when it answered
                                            // (the result envelope's timestamp_ns)
+  bool dead_lettered = false;              // a failure kept in ClientOptions::dead_letters
 };
 
 struct CommandOutcome {
@@ -181,7 +186,11 @@ class Client {
   void on_result(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void on_failure(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
   void check_timers(Clock::time_point now, std::vector<CommandOutcome>& done);
+  // Keeps a failed target's outcome as a dead letter (options_.dead_letters set).
+  void dead_letter(const Key& k, const Pending& p, TargetOutcome& t);
   void complete_if_done(const Key& k, Pending& p, std::vector<CommandOutcome>& done);
+  // Hands the command's outcomes over (dead-lettering its failures) and forgets it.
+  void finish(const Key& k, Pending& p, std::vector<CommandOutcome>& done);
   bool resend(Pending& p);
   // Sends [type][bytes] without blocking; false (and counted) when the connection is full.
   bool send_on(zmq::socket_t& socket, char type, std::span<const std::uint8_t> bytes);

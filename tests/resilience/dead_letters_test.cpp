@@ -278,5 +278,46 @@ TEST_F(DeadLetters, EsperDlqListsShowsPurgesAndReplaysToARank) {
   EXPECT_EQ(exit_code(broker.wait(10s)), 0) << broker.output();
 }
 
+// The client writes the dead letter: `esper ctl send --dlq` to a rank that is not there fails
+// (RANK_LOST), is kept with the command's bytes, and once the rank has come back `esper dlq replay`
+// gets its result.
+TEST_F(DeadLetters, AFailedCtlCommandIsDeadLetteredAndReplayedOnceItsRankIsBack) {
+  ChildProcess broker({ESPER_CLI, "broker", "--bind", "ipc://" + (root_ / "b").string(), "--stats-every", "0"});
+  const auto line = broker.read_line_starting("endpoints", 10s);
+  ASSERT_TRUE(line) << broker.output();
+  const auto at = line->find("cmd=");
+  const std::string cmd = line->substr(at + 4, line->find(' ', at) - at - 4);
+
+  ChildProcess ctl({ESPER_CLI, "ctl", "send", "--broker", cmd, "--target", "rank:2", "--timeout-ms", "2000", "--dlq",
+                    dir_.string(), "transition", "--layer", "0", "--seeds", "1", "--to", "GERMINATED"});
+  EXPECT_EQ(exit_code(ctl.wait(30s)), 1) << ctl.output();
+  EXPECT_NE(ctl.output().find("[dead letter]"), std::string::npos) << ctl.output();
+  auto scan = read_dead_letters(dir_);
+  ASSERT_EQ(scan.letters.size(), 1u);
+  const auto& l = scan.letters[0].letter;
+  EXPECT_EQ(l.reason, wire::DeadLetterReason::RANK_LOST);
+  EXPECT_EQ(l.stage, wire::DeadLetterStage::CLIENT);
+  EXPECT_EQ(l.destination, "rank:2");
+  ASSERT_NE(l.msg_id, nullptr);
+  wire::Decoder decoder;
+  const auto original = decoder.decode(l.original);
+  ASSERT_TRUE(original) << "the command's own bytes are kept";
+  ASSERT_NE(original->body<wire::Command>(), nullptr);
+  EXPECT_EQ(original->envelope().msg_id()->seq(), l.msg_id->seq());
+
+  ChildProcess rank({ESPER_FABRIC_PEER, "rank", "--broker", cmd, "--rank", "2", "--layers", "0"});
+  ASSERT_TRUE(rank.read_line_starting("ready", 10s)) << rank.output();
+  ChildProcess replay({ESPER_CLI, "dlq", "replay", dir_.string(), "--broker", cmd});
+  ASSERT_EQ(exit_code(replay.wait(30s)), 0) << replay.output();
+  EXPECT_NE(replay.output().find("rank 2: OK"), std::string::npos) << replay.output();
+  EXPECT_NE(replay.output().find("replayed 1: 1 ok"), std::string::npos) << replay.output();
+
+  rank.signal(SIGTERM);
+  EXPECT_TRUE(rank.wait(10s));
+  EXPECT_NE(rank.output().find("done applied=1"), std::string::npos) << "applied once, by the replay: " << rank.output();
+  broker.signal(SIGTERM);
+  EXPECT_EQ(exit_code(broker.wait(10s)), 0) << broker.output();
+}
+
 }  // namespace
 }  // namespace esper::resilience
