@@ -193,7 +193,7 @@ Run add_top(CLI::App& app) {
     to.bounds = bounds;
     controller::TopModel model(to);
     model.load(sub.state());
-    std::uint64_t resyncs_seen = sub.counters().events_unrecovered;
+    std::uint64_t resyncs_seen = sub.events_unrecovered();
 
     Terminal term(live, !*once);
     const auto interval = std::chrono::milliseconds(*interval_ms);
@@ -236,7 +236,7 @@ Run add_top(CLI::App& app) {
             } else if (const auto* event = d->message->body<wire::Event>()) {
               // Missed events are replayed and delivered; those too old to be are not: then the
               // subscriber re-synced, and its state holds them.
-              const auto resyncs = sub.counters().events_unrecovered;
+              const auto resyncs = sub.events_unrecovered();
               if (resyncs != resyncs_seen) {
                 resyncs_seen = resyncs;
                 model.load(sub.state());

@@ -74,6 +74,10 @@ class Subscriber {
   [[nodiscard]] const JobState& state() const noexcept { return state_; }
   [[nodiscard]] bool synced() const noexcept { return synced_; }
   [[nodiscard]] std::uint64_t telemetry_batches_missing() const noexcept { return batches_missing_; }
+  // Missed events too old to be replayed (each time, a synced state was fetched anew).
+  [[nodiscard]] std::uint64_t events_unrecovered() const noexcept {
+    return counters_.events_unrecovered.load(std::memory_order_relaxed);
+  }
   // The broker sequence of the last event delivered, contained or given up on; 0: none yet.
   [[nodiscard]] std::uint64_t event_sequence() const noexcept { return last_event_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
