@@ -59,7 +59,9 @@ TEST(Meta, IsLittleEndianWithAVersionAndRejectsAnythingElse) {
   const auto rejects = [](std::span<const std::uint8_t> bytes) {
     Meta out{.sequence = 9};
     const char* why = decode_meta(bytes, out);
-    if (why != nullptr) EXPECT_EQ(out.sequence, 9u) << "a rejected frame leaves the output alone";
+    if (why != nullptr) {
+      EXPECT_EQ(out.sequence, 9u) << "a rejected frame leaves the output alone";
+    }
     return why != nullptr;
   };
   EXPECT_TRUE(rejects(std::span(b).first(16))) << "the 16-byte native layout of before";
