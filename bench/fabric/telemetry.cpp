@@ -476,7 +476,7 @@ int child_publisher(const Args& a) {
       sent += kBatchRecords;
       continue;
     }
-    pub.send(fabric::encode_meta(fabric::Meta{seq, static_cast<std::uint32_t>(kBatchRecords), static_cast<std::uint32_t>(rank)}),
+    pub.send(fabric::encode_meta(fabric::Meta{seq, static_cast<std::uint32_t>(kBatchRecords), static_cast<std::uint16_t>(rank)}),
              zmq::send_flags::sndmore);
     pub.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
     sent += kBatchRecords;

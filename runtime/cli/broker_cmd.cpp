@@ -13,10 +13,11 @@ namespace {
 
 void log_counters(const char* what, const fabric::Broker& b) {
   const auto c = b.counters();
-  spdlog::info("{}: ranks={} telemetry batches={} records={} dropped={} events={} commands={} results={} "
-               "rejected={} values_rejected={} ranks_lost={}",
-               what, b.live_ranks().size(), c.telemetry_batches, c.telemetry_records, c.telemetry_records_dropped,
-               c.events, c.commands_sent, c.results_received, c.frames_rejected, c.values_rejected, c.ranks_lost);
+  spdlog::info("{}: ranks={} telemetry batches={} records={} dropped_at_broker={} events={} events_dropped={} "
+               "event_replays={} commands={} results={} rejected={} values_rejected={} ranks_lost={}",
+               what, b.live_ranks().size(), c.telemetry_batches, c.telemetry_records, c.telemetry_records_dropped_broker,
+               c.events, c.events_dropped, c.event_replays, c.commands_sent, c.results_received, c.frames_rejected,
+               c.values_rejected, c.ranks_lost);
 }
 
 }  // namespace
@@ -42,7 +43,7 @@ Run add_broker(CLI::App& app) {
     fabric::Broker broker(ctx, *opts);
     const auto& e = broker.endpoints();
     // One machine-readable line first: scripts and tests read the endpoints from it.
-    std::printf("endpoints cmd=%s pub=%s sub=%s\n", e.cmd.c_str(), e.pub.c_str(), e.sub.c_str());
+    std::printf("endpoints cmd=%s pub=%s sub=%s evt=%s\n", e.cmd.c_str(), e.pub.c_str(), e.sub.c_str(), e.evt.c_str());
     std::fflush(stdout);
     spdlog::info("broker up: clients and ranks connect to {}", e.cmd);
     auto next_stats = std::chrono::steady_clock::now() + std::chrono::duration<double>(*stats_every);

@@ -193,7 +193,7 @@ Run add_top(CLI::App& app) {
     to.bounds = bounds;
     controller::TopModel model(to);
     model.load(sub.state());
-    std::uint64_t gaps_seen = sub.counters().event_gaps;
+    std::uint64_t resyncs_seen = sub.events_unrecovered();
 
     Terminal term(live, !*once);
     const auto interval = std::chrono::milliseconds(*interval_ms);
@@ -206,7 +206,8 @@ Run add_top(CLI::App& app) {
       if (now >= next_frame) {
         const auto c = sub.counters();
         model.set_losses({c.telemetry_records_dropped, sub.telemetry_batches_missing(), c.event_gaps,
-                          c.frames_rejected, c.values_rejected});
+                          c.frames_rejected, c.values_rejected, c.telemetry_records_missing,
+                          c.telemetry_records_rejected, c.events_recovered, c.events_unrecovered});
         controller::RenderOptions ro;
         ro.now = now;
         ro.color = color;
@@ -233,9 +234,11 @@ Run add_top(CLI::App& app) {
             if (const auto* batch = d->message->body<wire::TelemetryBatch>()) {
               model.on_telemetry(*batch, Clock::now());
             } else if (const auto* event = d->message->body<wire::Event>()) {
-              const auto gaps = sub.counters().event_gaps;
-              if (gaps != gaps_seen) {  // the subscriber re-synced: its state holds what was missed
-                gaps_seen = gaps;
+              // Missed events are replayed and delivered; those too old to be are not: then the
+              // subscriber re-synced, and its state holds them.
+              const auto resyncs = sub.events_unrecovered();
+              if (resyncs != resyncs_seen) {
+                resyncs_seen = resyncs;
                 model.load(sub.state());
               }
               const auto* src = d->message->envelope().source();

@@ -51,14 +51,17 @@ Run add_watch(CLI::App& app) {
                                       b->dropped_records(), d->message->was_packed() ? " packed" : "", first);
         std::printf("%s\n", terminal_safe(line).c_str());
       } else if (const auto* e = d->message->body<wire::Event>()) {
-        const auto line = fmt::format("{} #{} {}", d->topic, d->meta.sequence, controller::describe(*e));
+        const auto line = fmt::format("{} #{}{} {}", d->topic, d->meta.sequence, d->recovered ? " (replayed)" : "",
+                                      controller::describe(*e));
         std::printf("%s\n", terminal_safe(line).c_str());
       }
       std::fflush(stdout);
     }
     const auto c = sub.counters();
-    spdlog::info("watched {} messages; rejected {}, values rejected {}, event gaps {}, telemetry batches missing {}",
-                 shown, c.frames_rejected, c.values_rejected, c.event_gaps, sub.telemetry_batches_missing());
+    spdlog::info("watched {} messages; rejected {}, values rejected {}, event gaps {} (replayed {}, too old {}), "
+                 "telemetry batches missing {}, records missing {} (dropped at ranks or the broker), rejected here {}",
+                 shown, c.frames_rejected, c.values_rejected, c.event_gaps, c.events_recovered, c.events_unrecovered,
+                 sub.telemetry_batches_missing(), c.telemetry_records_missing, c.telemetry_records_rejected);
     return 0;
   };
 }

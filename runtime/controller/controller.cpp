@@ -143,6 +143,12 @@ void Controller::receive(std::chrono::milliseconds budget) {
       for (const auto& [layer, r] : fresh) latest[{layer, r.seed()}] = &r;
       for (const auto& [key, r] : latest) on_record(key.first, *r);
     } else if (const auto* event = d->message->body<wire::Event>()) {
+      // Missed events are replayed and delivered; ones too old to be were covered by a new
+      // snapshot instead, whose states the view takes.
+      if (const auto resyncs = sub_->events_unrecovered(); resyncs != resyncs_seen_) {
+        resyncs_seen_ = resyncs;
+        view_.load(sub_->state());
+      }
       const auto* src = d->message->envelope().source();
       view_.on_event(*event, src ? src->rank() : -1);
     }

@@ -137,6 +137,7 @@ class Controller {
 
   ControllerOptions options_;
   std::unique_ptr<fabric::Subscriber> sub_;
+  std::uint64_t resyncs_seen_ = 0;  // sub_'s events_unrecovered() when its state was last loaded
   std::unique_ptr<fabric::Client> client_;
   std::optional<Policy> policy_;
   AnomalyDetector anomalies_;

@@ -77,7 +77,9 @@ double TopModel::telemetry_rate(Clock::time_point now) const {
 }
 
 std::uint64_t TopModel::records_dropped() const noexcept {
-  return publisher_dropped_ + losses_.telemetry_records_dropped;
+  // The ranks tell their own drops (dropped_records); the running totals tell those and the
+  // broker's, as far as this subscriber listened: the larger holds both.
+  return std::max(publisher_dropped_, losses_.telemetry_records_missing) + losses_.telemetry_records_dropped;
 }
 
 LatencySummary TopModel::latency() const {
@@ -295,16 +297,26 @@ std::string render(const TopModel& model, const RenderOptions& options) {
   std::string tel =
       fmt::format("telemetry {:.0f} rec/s, dropped {}, batches missing {}", model.telemetry_rate(options.now),
                   model.records_dropped(), losses.telemetry_batches_missing);
-  if (losses.event_gaps > 0) tel += fmt::format(", event gaps {}", losses.event_gaps);
+  if (losses.event_gaps > 0) {
+    tel += fmt::format(", event gaps {} (replayed {}, resynced {})", losses.event_gaps, losses.events_recovered,
+                       losses.events_unrecovered);
+  }
   if (losses.frames_rejected > 0) tel += fmt::format(", rejected {}", losses.frames_rejected);
   // Well-formed messages with a value out of range, at the subscriber and in the model.
   const auto values_rejected = losses.values_rejected + model.values_rejected();
   if (values_rejected > 0) tel += fmt::format(", values rejected {}", values_rejected);
+  // Where the dropped records went, by stage, when not all at the ranks (which tell theirs in
+  // their batches): the rest were lost after them, at the broker. Records rejected here apart.
+  if (losses.telemetry_records_missing > model.publisher_dropped()) {
+    tel += fmt::format(", dropped at ranks {}, at the broker {}", model.publisher_dropped(),
+                       losses.telemetry_records_missing - model.publisher_dropped());
+  }
+  if (losses.telemetry_records_rejected > 0) tel += fmt::format(", records rejected {}", losses.telemetry_records_rejected);
   // A job that ended, or a broker that went away, shows as silence.
   const auto quiet = std::chrono::duration<double>(options.now - model.last_batch()).count();
   if (model.batches_seen() > 0 && quiet >= 2.0) tel += fmt::format(", none for {:.0f} s", quiet);
   const bool lossy = model.records_dropped() > 0 || losses.telemetry_batches_missing > 0 || losses.event_gaps > 0 ||
-                     values_rejected > 0;
+                     values_rejected > 0 || losses.telemetry_records_rejected > 0;
   header.emplace_back().add(std::move(tel), lossy ? Color::Yellow : Color::None);
   const auto lat = model.latency();
   header.emplace_back().add(

@@ -47,6 +47,12 @@ struct SubscriberLosses {
   std::uint64_t event_gaps = 0;
   std::uint64_t frames_rejected = 0;
   std::uint64_t values_rejected = 0;
+  // By stage: records the streams' running totals say never arrived (dropped at a rank or the
+  // broker), records that arrived but were rejected here; events replayed and given up on.
+  std::uint64_t telemetry_records_missing = 0;
+  std::uint64_t telemetry_records_rejected = 0;
+  std::uint64_t events_recovered = 0;
+  std::uint64_t events_unrecovered = 0;
 };
 
 struct LatencySummary {
@@ -81,6 +87,8 @@ class TopModel {
   // Publisher-side drops reported in batches plus the subscriber's dropped records.
   [[nodiscard]] std::uint64_t records_dropped() const noexcept;
   [[nodiscard]] const SubscriberLosses& losses() const noexcept { return losses_; }
+  // Records the ranks said they dropped (the batches' dropped_records).
+  [[nodiscard]] std::uint64_t publisher_dropped() const noexcept { return publisher_dropped_; }
   [[nodiscard]] LatencySummary latency() const;
   // Batches, events and snapshot entries this model rejected for a value out of range (the
   // subscriber's own rejects are in losses()).

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <deque>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -51,13 +52,17 @@ struct Broker::Impl {
       : self(b),
         xsub(ctx, zmq::socket_type::xsub),
         xpub(ctx, zmq::socket_type::xpub),
+        evt(ctx, zmq::socket_type::xpub),
         router(ctx, zmq::socket_type::router),
         decoder(b.options_.limits),
         encoder(wire::SourceInfo{-1, wire::Role::BROKER, "", this_host(), static_cast<std::uint32_t>(::getpid())}),
         ids(wire::Role::BROKER, -1) {}
 
   Broker& self;
-  zmq::socket_t xsub, xpub, router;
+  zmq::socket_t xsub, xpub, evt, router;
+  // The last event_history events published, oldest first, with their sequence numbers: what a
+  // subscriber that missed some has replayed ('V').
+  std::deque<std::pair<std::uint64_t, std::vector<std::uint8_t>>> history;
   wire::Decoder decoder;
   wire::Encoder encoder;
   wire::MsgIdGenerator ids;
@@ -73,7 +78,8 @@ struct Broker::Impl {
 
   void run();
   void forward_publications();
-  void drain_subscriptions();
+  void drain_subscriptions(zmq::socket_t& s);
+  void on_replay(const std::string& from, const std::vector<zmq::message_t>& parts);
   void handle_router();
   void on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame);
   void on_command(const std::string& from, const zmq::message_t& frame, const wire::Message& m);
@@ -125,10 +131,13 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(
   i.xsub.set(zmq::sockopt::rcvhwm, options_.pub_hwm);
   i.xpub.set(zmq::sockopt::sndhwm, options_.pub_hwm);
   i.xpub.set(zmq::sockopt::xpub_nodrop, 1);
+  i.evt.set(zmq::sockopt::sndhwm, options_.event_hwm);
+  i.evt.set(zmq::sockopt::xpub_nodrop, 1);  // a full pipe is reported (EAGAIN) and counted, never silent
+  options_.event_history = std::max<std::size_t>(options_.event_history, 1);
   i.router.set(zmq::sockopt::router_mandatory, 1);
   i.router.set(zmq::sockopt::sndhwm, options_.cmd_hwm);
   i.router.set(zmq::sockopt::rcvhwm, options_.cmd_hwm);
-  for (auto* s : {&i.xsub, &i.xpub, &i.router}) s->set(zmq::sockopt::linger, 0);
+  for (auto* s : {&i.xsub, &i.xpub, &i.evt, &i.router}) s->set(zmq::sockopt::linger, 0);
   // The broker takes every publication (subscriptions are filtered at its XPUB), so a publisher
   // learns of a subscriber as soon as it connects and never filters anything away itself.
   const std::uint8_t subscribe_all = 1;
@@ -136,8 +145,9 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(
   bind_or_throw(i.router, want.cmd);
   bind_or_throw(i.xsub, want.pub);
   bind_or_throw(i.xpub, want.sub);
+  bind_or_throw(i.evt, want.evt);
   endpoints_ = {i.router.get(zmq::sockopt::last_endpoint), i.xsub.get(zmq::sockopt::last_endpoint),
-                i.xpub.get(zmq::sockopt::last_endpoint)};
+                i.xpub.get(zmq::sockopt::last_endpoint), i.evt.get(zmq::sockopt::last_endpoint)};
   thread_ = std::thread([this] { impl_->run(); });
 }
 
@@ -150,7 +160,7 @@ void Broker::stop() noexcept {
 }
 
 void Broker::remove_socket_files() const noexcept {
-  for (const auto* e : {&endpoints_.cmd, &endpoints_.pub, &endpoints_.sub}) remove_ipc_file(*e);
+  for (const auto* e : {&endpoints_.cmd, &endpoints_.pub, &endpoints_.sub, &endpoints_.evt}) remove_ipc_file(*e);
 }
 
 std::vector<std::int32_t> Broker::live_ranks() const {
@@ -164,16 +174,18 @@ std::vector<LostRank> Broker::lost() const {
 }
 
 void Broker::Impl::run() {
-  std::array<zmq::pollitem_t, 3> items{{{xsub.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 4> items{{{xsub.handle(), 0, ZMQ_POLLIN, 0},
                                         {xpub.handle(), 0, ZMQ_POLLIN, 0},
-                                        {router.handle(), 0, ZMQ_POLLIN, 0}}};
+                                        {router.handle(), 0, ZMQ_POLLIN, 0},
+                                        {evt.handle(), 0, ZMQ_POLLIN, 0}}};
   Clock::time_point next_sweep{};
   while (!self.stop_.load(std::memory_order_relaxed)) {
     try {
       zmq::poll(items.data(), items.size(), next_wait(Clock::now()));
       if (items[0].revents & ZMQ_POLLIN) forward_publications();
-      if (items[1].revents & ZMQ_POLLIN) drain_subscriptions();
+      if (items[1].revents & ZMQ_POLLIN) drain_subscriptions(xpub);
       if (items[2].revents & ZMQ_POLLIN) handle_router();
+      if (items[3].revents & ZMQ_POLLIN) drain_subscriptions(evt);
       const auto now = Clock::now();
       if (now >= next_tick) {  // at most once a millisecond under load
         check_liveness(now);
@@ -207,14 +219,23 @@ void Broker::Impl::forward_publications() {
     }
     bump(self.counters_.frames_received);
     Meta meta;
-    if (n != 3 || !decode_meta(parts[1], meta)) {
-      reject("broker pub", "publication has " + std::to_string(n) + " frames or a bad meta frame; expected "
-                               "[topic][16-byte meta][envelope]", parts[n > 2 ? 2 : 0]);
+    const char* bad_meta = n == 3 ? decode_meta(bytes(parts[1]), meta) : nullptr;
+    if (n != 3 || bad_meta != nullptr) {
+      reject("broker pub", n != 3 ? "publication has " + std::to_string(n) + " frames; expected [topic][meta][envelope]"
+                                  : std::string(bad_meta),
+             parts[n > 2 ? 1 : 0]);
+      continue;
+    }
+    // Events are the broker's to publish, stamped with its sequence (on_event): one sent here is
+    // not forwarded, so that no publisher can forge one past the broker's checks and order.
+    if (std::string_view(static_cast<const char*>(parts[0].data()), parts[0].size()).starts_with(kEventPrefix)) {
+      reject("broker pub", "an event published on the telemetry path; events go to the command endpoint ('E')", parts[0]);
       continue;
     }
     if (!xpub.send(parts[0], zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       bump(self.counters_.telemetry_batches_dropped);
       bump(self.counters_.telemetry_records_dropped, meta.records);
+      bump(self.counters_.telemetry_records_dropped_broker, meta.records);
       continue;
     }
     xpub.send(parts[1], zmq::send_flags::sndmore);
@@ -226,10 +247,10 @@ void Broker::Impl::forward_publications() {
 }
 
 // Subscribers' (un)subscriptions: the XPUB filters with them; upstream already gets everything.
-void Broker::Impl::drain_subscriptions() {
+void Broker::Impl::drain_subscriptions(zmq::socket_t& s) {
   for (int burst = 0; burst < 512; ++burst) {
     zmq::message_t sub;
-    if (!xpub.recv(sub, zmq::recv_flags::dontwait)) return;
+    if (!s.recv(sub, zmq::recv_flags::dontwait)) return;
   }
 }
 
@@ -273,13 +294,21 @@ void Broker::Impl::handle_router() {
       }
     }
     if (type == frame::kInfo) {
-      std::array<zmq::message_t, 2> reply{zmq::message_t(self.endpoints_.pub), zmq::message_t(self.endpoints_.sub)};
-      send_to(from, frame::kInfo, reply);
+      // [I] alone is a client from before the event endpoint: it gets the two it can parse.
+      const bool with_events = parts.size() == 3 && parts[2].size() == 1 &&
+                               *static_cast<const std::uint8_t*>(parts[2].data()) == kInfoWithEvents;
+      std::array<zmq::message_t, 3> reply{zmq::message_t(self.endpoints_.pub), zmq::message_t(self.endpoints_.sub),
+                                          zmq::message_t(self.endpoints_.evt)};
+      send_to(from, frame::kInfo, std::span(reply.data(), with_events ? 3 : 2));
+      continue;
+    }
+    if (type == frame::kReplay) {
+      on_replay(from, parts);
       continue;
     }
     if (type == frame::kSnapshot) {
       const auto f = encoder.encode(wire::Header{ids.next()}, state.snapshot());
-      std::array<zmq::message_t, 2> reply{encode_meta(Meta{state.sequence(), 0, 0}), zmq::message_t(f.data(), f.size())};
+      std::array<zmq::message_t, 2> reply{encode_meta(Meta{.sequence = state.sequence()}), zmq::message_t(f.data(), f.size())};
       send_to(from, frame::kSnapshot, reply);
       continue;
     }
@@ -290,10 +319,13 @@ void Broker::Impl::handle_router() {
     }
     if (type == frame::kPing) {
       // Echo on the pub/sub side: a subscriber that sees it knows its subscription is active.
+      // Both pub/sub sockets echo it: a subscriber is ready when each of its sockets has seen it.
       const std::string topic = std::string(kPingPrefix) + parts.back().to_string();
-      xpub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      xpub.send(encode_meta(Meta{}), zmq::send_flags::sndmore);
-      xpub.send(zmq::message_t(), zmq::send_flags::none);
+      for (auto* s : {&xpub, &evt}) {
+        if (!s->send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) continue;
+        s->send(encode_meta(Meta{}), zmq::send_flags::sndmore);
+        s->send(zmq::message_t(), zmq::send_flags::none);
+      }
       continue;
     }
     if (type != frame::kHeartbeat && type != frame::kCommand && type != frame::kResult && type != frame::kEvent) {
@@ -561,14 +593,42 @@ void Broker::Impl::on_event(const std::string& from, const zmq::message_t& frame
 void Broker::Impl::publish_event(std::span<const std::uint8_t> envelope, const wire::Event& e, std::int32_t rank) {
   const std::uint64_t seq = ++event_seq;
   state.apply(e, rank, seq);
+  history.emplace_back(seq, std::vector<std::uint8_t>(envelope.begin(), envelope.end()));
+  while (history.size() > self.options_.event_history) history.pop_front();
   const std::string topic = event_topic(e.layer());
-  if (!xpub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-    bump(self.counters_.events_dropped);  // subscribers see the gap in the sequence and resync
+  if (!evt.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+    bump(self.counters_.events_dropped);  // subscribers see the gap in the sequence and have it replayed
     return;
   }
-  xpub.send(encode_meta(Meta{seq, 0, 0}), zmq::send_flags::sndmore);
-  xpub.send(zmq::message_t(envelope.data(), envelope.size()), zmq::send_flags::none);
+  evt.send(encode_meta(Meta{.sequence = seq}), zmq::send_flags::sndmore);
+  evt.send(zmq::message_t(envelope.data(), envelope.size()), zmq::send_flags::none);
   bump(self.counters_.events);
+}
+
+// [V][from u64 LE] -> [V][status u8][latest u64 LE] and the kept events from `from` on, each as
+// [meta][envelope] (at most kReplayMax; the subscriber asks again from after the last).
+void Broker::Impl::on_replay(const std::string& from, const std::vector<zmq::message_t>& parts) {
+  if (parts.size() != 3 || parts[2].size() != 8) {
+    reject("broker cmd", "replay request is not [V][from: 8 bytes]", parts.back());
+    return;
+  }
+  // Sequence numbers start at 1: from 0 asks for everything, as from 1 does.
+  const std::uint64_t first = std::max<std::uint64_t>(le::get(static_cast<const std::uint8_t*>(parts[2].data()), 8), 1);
+  const std::uint64_t oldest = history.empty() ? event_seq + 1 : history.front().first;
+  std::vector<zmq::message_t> reply;
+  std::array<std::uint8_t, 9> status{};
+  status[0] = first < oldest && first <= event_seq ? kReplayTooOld : kReplayOk;
+  le::put(status.data() + 1, event_seq, 8);
+  reply.emplace_back(status.data(), status.size());
+  if (status[0] == kReplayOk && first <= event_seq) {
+    // The history holds consecutive sequence numbers: the index of `first` is its distance from the oldest.
+    for (auto i = static_cast<std::size_t>(first - oldest); i < history.size() && reply.size() < 1 + 2 * kReplayMax; ++i) {
+      reply.push_back(encode_meta(Meta{.sequence = history[i].first}));
+      reply.emplace_back(history[i].second.data(), history[i].second.size());
+    }
+  }
+  bump(self.counters_.event_replays);
+  send_to(from, frame::kReplay, reply);
 }
 
 void Broker::Impl::publish_own_event(const wire::EventT& e) {

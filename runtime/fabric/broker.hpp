@@ -14,7 +14,11 @@
 // "rank lost". So is, at once, a rank that reports its own failure (a RankLost event about itself,
 // Node::report_failure); heartbeats from that connection no longer revive it.
 // Events (ranks -> ROUTER): stamped with one broker sequence (a global order), applied to the job
-// state that answers late joiners' snapshot requests, and published.
+// state that answers late joiners' snapshot requests, kept in a ring of the last `event_history`
+// (replayed by sequence on request, 'V'), and published on an XPUB of their own (Endpoints::evt,
+// high-water mark `event_hwm`, ZMQ_XPUB_NODROP), so that no telemetry backlog delays or drops
+// them. Should even that pipe be full, the event is counted (events_dropped) and the subscriber,
+// seeing the gap in the sequence, has it replayed.
 #pragma once
 
 #include <atomic>
@@ -37,6 +41,8 @@ struct BrokerOptions {
   std::string bind = "tcp://127.0.0.1:0";  // see bind_addresses(); port 0 picks a free port
   int pub_hwm = 1000;                      // messages queued per publisher and per subscriber
   int cmd_hwm = 100'000;
+  int event_hwm = 100'000;                 // events queued per subscriber on the event XPUB
+  std::size_t event_history = 4096;        // recent events kept for replay (at least 1)
   double lost_after = 2.5;                 // heartbeat intervals without a heartbeat -> lost
   std::chrono::milliseconds tick{100};     // longest idle sleep; period of the expired-command sweep
   wire::DecodeLimits limits{};

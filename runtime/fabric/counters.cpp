@@ -27,9 +27,17 @@ CounterValues Counters::values() const noexcept {
   out.telemetry_records = v(telemetry_records);
   out.telemetry_batches_dropped = v(telemetry_batches_dropped);
   out.telemetry_records_dropped = v(telemetry_records_dropped);
+  out.telemetry_records_dropped_queue = v(telemetry_records_dropped_queue);
+  out.telemetry_records_dropped_hwm = v(telemetry_records_dropped_hwm);
+  out.telemetry_records_dropped_broker = v(telemetry_records_dropped_broker);
+  out.telemetry_records_rejected = v(telemetry_records_rejected);
+  out.telemetry_records_missing = v(telemetry_records_missing);
   out.events = v(events);
   out.events_dropped = v(events_dropped);
   out.event_gaps = v(event_gaps);
+  out.events_recovered = v(events_recovered);
+  out.events_unrecovered = v(events_unrecovered);
+  out.event_replays = v(event_replays);
   out.heartbeats = v(heartbeats);
   out.ranks_lost = v(ranks_lost);
   return out;

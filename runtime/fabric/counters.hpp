@@ -34,10 +34,21 @@ struct CounterValues {
   std::uint64_t telemetry_batches = 0;     // published (node) or forwarded (broker) or received
   std::uint64_t telemetry_records = 0;
   std::uint64_t telemetry_batches_dropped = 0;
-  std::uint64_t telemetry_records_dropped = 0;
+  std::uint64_t telemetry_records_dropped = 0;  // this component's drops, every stage it has
+  // Telemetry records dropped, by stage (each component counts its own; see docs/guarantees.md):
+  std::uint64_t telemetry_records_dropped_queue = 0;  // node: the rank's batch queue was full
+  std::uint64_t telemetry_records_dropped_hwm = 0;    // node: the publisher socket's high-water mark
+  std::uint64_t telemetry_records_dropped_broker = 0; // broker: a subscriber pipe was full (dropped for all)
+  std::uint64_t telemetry_records_rejected = 0;       // subscriber: arrived but undecodable or out of range
+  // Subscriber: records its streams' running totals (Meta::records_total) say never arrived, i.e.
+  // what the upstream stages dropped while it listened.
+  std::uint64_t telemetry_records_missing = 0;
   std::uint64_t events = 0;
-  std::uint64_t events_dropped = 0;
+  std::uint64_t events_dropped = 0;        // broker: not published (event pipe full); kept for replay
   std::uint64_t event_gaps = 0;            // subscriber: missing event sequence numbers seen
+  std::uint64_t events_recovered = 0;      // subscriber: missing events replayed by the broker
+  std::uint64_t events_unrecovered = 0;    // subscriber: missing events too old to replay (state resynced)
+  std::uint64_t event_replays = 0;         // broker: replay requests answered; subscriber: sent
   std::uint64_t heartbeats = 0;
   std::uint64_t ranks_lost = 0;
 };
@@ -48,8 +59,10 @@ class Counters {
       commands_retried{0}, commands_deduplicated{0}, commands_applied{0}, commands_failed{0},
       commands_invalid_id{0}, commands_id_reused{0}, results_sent{0},
       results_received{0}, send_would_block{0}, telemetry_batches{0}, telemetry_records{0},
-      telemetry_batches_dropped{0}, telemetry_records_dropped{0}, events{0}, events_dropped{0}, event_gaps{0},
-      heartbeats{0}, ranks_lost{0};
+      telemetry_batches_dropped{0}, telemetry_records_dropped{0}, telemetry_records_dropped_queue{0},
+      telemetry_records_dropped_hwm{0}, telemetry_records_dropped_broker{0}, telemetry_records_rejected{0},
+      telemetry_records_missing{0}, events{0}, events_dropped{0}, event_gaps{0}, events_recovered{0},
+      events_unrecovered{0}, event_replays{0}, heartbeats{0}, ranks_lost{0};
 
   [[nodiscard]] CounterValues values() const noexcept;
 };

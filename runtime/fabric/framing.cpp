@@ -24,9 +24,9 @@ Endpoints bind_addresses(const std::string& base) {
       throw Error("tcp endpoint '" + base + "' needs a port: tcp://HOST:PORT (port 0 picks a free one)");
     }
     const std::string host = base.substr(0, colon);
-    return {base, host + ":0", host + ":0"};
+    return {base, host + ":0", host + ":0", host + ":0"};
   }
-  if (scheme == "ipc" || scheme == "inproc") return {base + ".cmd", base + ".pub", base + ".sub"};
+  if (scheme == "ipc" || scheme == "inproc") return {base + ".cmd", base + ".pub", base + ".sub", base + ".evt"};
   throw Error("endpoint '" + base + "': transport '" + scheme + "' is not supported (tcp, ipc, inproc)");
 }
 
@@ -109,7 +109,8 @@ void remove_ipc_file(const std::string& endpoint) noexcept {
 }
 
 Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout) {
-  dealer.send(type_frame(frame::kInfo), zmq::send_flags::none);
+  dealer.send(type_frame(frame::kInfo), zmq::send_flags::sndmore);
+  dealer.send(zmq::buffer(&kInfoWithEvents, 1), zmq::send_flags::none);
   zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
   if (zmq::poll(&item, 1, timeout) == 0) {
     throw Error("broker at " + broker + " did not answer within " + std::to_string(timeout.count()) +
@@ -117,10 +118,12 @@ Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::c
   }
   std::vector<zmq::message_t> info;
   (void)zmq::recv_multipart(dealer, std::back_inserter(info));
-  if (info.size() != 3 || type_of(info[0]) != frame::kInfo) {
+  if ((info.size() != 3 && info.size() != 4) || type_of(info[0]) != frame::kInfo) {
     throw Error("broker at " + broker + " sent an unexpected reply to the info request");
   }
-  return {broker, connectable(info[1].to_string(), broker), connectable(info[2].to_string(), broker)};
+  const auto sub = connectable(info[2].to_string(), broker);
+  return {broker, connectable(info[1].to_string(), broker), sub,
+          info.size() == 4 ? connectable(info[3].to_string(), broker) : sub};
 }
 
 std::string this_host() {

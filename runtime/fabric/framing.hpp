@@ -2,8 +2,10 @@
 //
 // Pub/sub (telemetry and events), three frames:   [topic][meta][envelope]
 //   topic  "tel/<layer>" or "evt/<layer>": the subscription prefix
-//   meta   16 bytes: sequence (u64: the broker's event sequence, or the publisher's batch count)
-//          and records (u32: telemetry records in the envelope, for drop accounting), flags (u32)
+//   meta   24 bytes, little-endian (Meta below): version, flags, records (u32: telemetry records in
+//          the envelope), sequence (u64: the broker's event sequence, or the publisher's batch
+//          count), records_total (u64: the publisher's records so far, for drop accounting)
+// Events are published on their own XPUB (Endpoints::evt), never behind telemetry.
 // Command channel (DEALER <-> broker ROUTER), two or more frames:  [type][envelope or payload...]
 //   'H' heartbeat (rank -> broker; the first one registers the rank and its layers)
 //   'C' command   (client -> broker -> each target rank; the same bytes)
@@ -12,7 +14,11 @@
 //   'E' event     (rank -> broker, which stamps a sequence and publishes it)
 //   'F' failure   (broker -> client: an Event envelope holding CommandFailed, e.g. rank lost)
 //   'S' snapshot  (request: [S]; reply: [S][meta][StateSnapshot envelope])
-//   'I' info      (request: [I]; reply: [I][pub endpoint][sub endpoint])
+//   'V' replay    (request: [V][from u64 LE]; reply: [V][status u8][latest u64 LE] then [meta][Event
+//                 envelope] pairs for the events from `from` on that the broker still keeps, at
+//                 most kReplayMax; status kReplayTooOld: `from` is older than what it keeps)
+//   'I' info      (request: [I]; reply: [I][pub endpoint][sub endpoint]. Request [I][u8 2]: reply
+//                 [I][pub][sub][evt endpoint])
 //   'P' ping      ([P][nonce]: the broker publishes topic "sys/ping/<nonce>", so a subscriber knows it is live)
 //   'T' routes    (request: [T], which also subscribes to changes; reply and every change after it:
 //                 [T][RouteTable envelope]: the live ranks, their layers and direct command endpoints)
@@ -21,6 +27,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -46,20 +53,79 @@ inline constexpr char kSnapshot = 'S';
 inline constexpr char kInfo = 'I';
 inline constexpr char kPing = 'P';
 inline constexpr char kRoutes = 'T';
+inline constexpr char kReplay = 'V';
 }  // namespace frame
 
+// The replay reply's status (its first byte): the events follow, or `from` is older than the
+// oldest event the broker keeps (the subscriber syncs from a snapshot instead).
+inline constexpr std::uint8_t kReplayOk = 0;
+inline constexpr std::uint8_t kReplayTooOld = 1;
+inline constexpr std::size_t kReplayMax = 1024;  // events in one replay reply; ask again for more
+inline constexpr std::uint8_t kInfoWithEvents = 2;  // an 'I' request asking for the evt endpoint too
+
+// The meta frame of every publication and of the snapshot and replay replies: 24 bytes,
+// little-endian, whatever the host (docs/protocol.md, "Fabric framing"):
+//   [0]      u8  version (kMetaVersion)
+//   [1]      u8  reserved, 0
+//   [2..4)   u16 flags (none defined yet; a decoder ignores them)
+//   [4..8)   u32 records: SeedMetrics records in the envelope (telemetry), else 0
+//   [8..16)  u64 sequence: the publisher's per-layer batch number (telemetry), the broker's event
+//                sequence (events), the job state's sequence (snapshot reply)
+//   [16..24) u64 records_total: telemetry records this publisher has produced for this layer up to
+//                and including this batch, dropped ones included (0: not counted, e.g. events). A
+//                subscriber's jump in it beyond `records` is records that went missing on the way.
+// A frame of any other size, another version, a non-zero reserved byte, or a records_total below
+// records is rejected.
 struct Meta {
   std::uint64_t sequence = 0;
   std::uint32_t records = 0;
-  std::uint32_t flags = 0;
+  std::uint16_t flags = 0;
+  std::uint64_t records_total = 0;
+  bool operator==(const Meta&) const = default;
 };
-static_assert(sizeof(Meta) == 16);
+inline constexpr std::size_t kMetaSize = 24;
+inline constexpr std::uint8_t kMetaVersion = 1;
 
-inline zmq::message_t encode_meta(const Meta& m) { return zmq::message_t(&m, sizeof m); }
+namespace le {
+inline void put(std::uint8_t* p, std::uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+inline std::uint64_t get(const std::uint8_t* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= std::uint64_t{p[i]} << (8 * i);
+  return v;
+}
+}  // namespace le
+
+inline std::array<std::uint8_t, kMetaSize> meta_bytes(const Meta& m) {
+  std::array<std::uint8_t, kMetaSize> b{};
+  b[0] = kMetaVersion;
+  le::put(b.data() + 2, m.flags, 2);
+  le::put(b.data() + 4, m.records, 4);
+  le::put(b.data() + 8, m.sequence, 8);
+  le::put(b.data() + 16, m.records_total, 8);
+  return b;
+}
+inline zmq::message_t encode_meta(const Meta& m) {
+  const auto b = meta_bytes(m);
+  return zmq::message_t(b.data(), b.size());
+}
+// Decodes a meta frame: nullptr on success, else what is wrong with it (out is then unchanged).
+inline const char* decode_meta(std::span<const std::uint8_t> b, Meta& out) {
+  if (b.size() != kMetaSize) return "meta frame is not 24 bytes";
+  if (b[0] != kMetaVersion) return "meta frame has an unknown version";
+  if (b[1] != 0) return "meta frame's reserved byte is not 0";
+  Meta m;
+  m.flags = static_cast<std::uint16_t>(le::get(b.data() + 2, 2));
+  m.records = static_cast<std::uint32_t>(le::get(b.data() + 4, 4));
+  m.sequence = le::get(b.data() + 8, 8);
+  m.records_total = le::get(b.data() + 16, 8);
+  if (m.records_total != 0 && m.records_total < m.records) return "meta frame's records_total is below its records";
+  out = m;
+  return nullptr;
+}
 inline bool decode_meta(const zmq::message_t& msg, Meta& out) {
-  if (msg.size() != sizeof(Meta)) return false;
-  std::memcpy(&out, msg.data(), sizeof out);
-  return true;
+  return decode_meta(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(msg.data()), msg.size()), out) == nullptr;
 }
 
 inline std::string telemetry_topic(std::uint32_t layer) { return "tel/" + std::to_string(layer); }
@@ -74,23 +140,25 @@ inline std::span<const std::uint8_t> bytes(const zmq::message_t& m) {
 inline char type_of(const zmq::message_t& m) { return m.size() == 1 ? *static_cast<const char*>(m.data()) : '\0'; }
 inline zmq::message_t type_frame(char t) { return zmq::message_t(&t, 1); }
 
-// The broker's three endpoints. Clients need only `cmd`: they ask the broker for the others.
+// The broker's four endpoints. Clients need only `cmd`: they ask the broker for the others.
 struct Endpoints {
-  std::string cmd;  // ROUTER: commands, results, heartbeats, events, snapshots
+  std::string cmd;  // ROUTER: commands, results, heartbeats, events, snapshots, replays
   std::string pub;  // XSUB: publishers connect here
-  std::string sub;  // XPUB: subscribers connect here
+  std::string sub;  // XPUB: subscribers connect here for telemetry
+  std::string evt;  // XPUB: subscribers connect here for events (never behind telemetry)
 };
 
-// Derives the three bind addresses from one: tcp://HOST:PORT -> cmd on PORT, pub and sub on free
-// ports; ipc://PATH and inproc://NAME -> PATH.cmd, PATH.pub, PATH.sub.
+// Derives the four bind addresses from one: tcp://HOST:PORT -> cmd on PORT, pub, sub and evt on
+// free ports; ipc://PATH and inproc://NAME -> PATH.cmd, PATH.pub, PATH.sub, PATH.evt.
 Endpoints bind_addresses(const std::string& base);
 
 // An endpoint the broker reported (e.g. tcp://0.0.0.0:41234) made connectable from where the
 // client reached the broker (tcp://node7:5555 -> tcp://node7:41234). ipc and inproc pass through.
 std::string connectable(const std::string& reported, const std::string& cmd_endpoint_used);
 
-// Asks the broker behind `dealer` (connected to `broker`) for its pub/sub endpoints, made
-// connectable from here. Throws esper::Error when it does not answer within `timeout`.
+// Asks the broker behind `dealer` (connected to `broker`) for its pub/sub/evt endpoints, made
+// connectable from here. Throws esper::Error when it does not answer within `timeout`. A broker
+// from before the event endpoint answers without it: evt is then sub, where it publishes events.
 Endpoints ask_endpoints(zmq::socket_t& dealer, const std::string& broker, std::chrono::milliseconds timeout);
 
 // Whether a rank holding `layers` is a target of `target` (null: all ranks). The broker and the

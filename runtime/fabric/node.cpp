@@ -536,10 +536,14 @@ void Node::publish(std::uint32_t layer, std::span<const wire::SeedMetrics> recor
     b.records.insert(b.records.end(), records.begin(), records.end());
     if (b.records.size() * sizeof(wire::SeedMetrics) >= options_.telemetry_batch_bytes) {
       if (ready_.size() >= options_.telemetry_max_queued) {
+        const auto n = ready_.front().records.size();
         bump(counters_.telemetry_batches_dropped);
-        bump(counters_.telemetry_records_dropped, ready_.front().records.size());
+        bump(counters_.telemetry_records_dropped, n);
+        bump(counters_.telemetry_records_dropped_queue, n);
+        queue_dropped_ += n;
         ready_.pop_front();
       }
+      close_batch(b);
       ready_.push_back(std::move(b));
       open_.erase(layer);
       full = true;
@@ -566,7 +570,10 @@ void Node::set_layer_stats(std::uint32_t layer, double step_seconds, double samp
 void Node::flush() {
   {
     std::lock_guard lock(tel_mu_);
-    for (auto& [layer, b] : open_) ready_.push_back(std::move(b));
+    for (auto& [layer, b] : open_) {
+      close_batch(b);
+      ready_.push_back(std::move(b));
+    }
     open_.clear();
   }
   wake();
@@ -581,6 +588,7 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
     const auto now = Clock::now();
     for (auto it = open_.begin(); it != open_.end();) {
       if (everything || now - it->second.opened >= options_.telemetry_window) {
+        close_batch(it->second);
         batches.push_back(std::move(it->second));
         it = open_.erase(it);
       } else {
@@ -591,6 +599,8 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
     for (auto& b : batches) {
       if (const auto it = layer_stats_.find(b.layer); it != layer_stats_.end()) b.stats = it->second;
     }
+    dropped_since_last_batch_ += queue_dropped_;  // told in the next batch sent, as the pipe's drops are
+    queue_dropped_ = 0;
   }
   for (auto& b : batches) {
     const auto n = static_cast<std::uint32_t>(b.records.size());
@@ -608,10 +618,11 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
     if (!pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
       bump(counters_.telemetry_batches_dropped);
       bump(counters_.telemetry_records_dropped, n);
+      bump(counters_.telemetry_records_dropped_hwm, n);
       dropped_since_last_batch_ += n;
       continue;
     }
-    pub_.send(encode_meta(Meta{seq, n, 0}), zmq::send_flags::sndmore);
+    pub_.send(encode_meta(Meta{.sequence = seq, .records = n, .records_total = b.records_total}), zmq::send_flags::sndmore);
     pub_.send(zmq::message_t(f.data(), f.size()), zmq::send_flags::none);
     bump(counters_.telemetry_batches);
     bump(counters_.telemetry_records, n);
@@ -625,6 +636,8 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
   }
   return next_due;
 }
+
+void Node::close_batch(Batch& b) { b.records_total = records_closed_[b.layer] += b.records.size(); }
 
 void Node::send_heartbeat() {
   wire::Header h;

@@ -10,7 +10,10 @@
 //
 // Telemetry is batched per layer until the window (default 100 ms) or the size (64 KiB) is
 // reached, then compressed per the codec and published. It may drop under overload — a full
-// queue or a full publisher pipe — and every dropped record is counted. Events and results travel
+// queue or a full publisher pipe — and every dropped record is counted by stage
+// (telemetry_records_dropped_queue, _hwm) and told in the next batch sent (dropped_records); each
+// batch's meta frame carries the layer's running record total, dropped ones included, so that a
+// subscriber can count what never reached it. Events and results travel
 // on the command channel, never behind telemetry, and are not dropped.
 // Commands are deduplicated by msg_id over a bounded window: a duplicate of an answered command
 // gets the cached result, a duplicate of a queued one is ignored. A command still queued when its
@@ -180,7 +183,10 @@ class Node {
     std::chrono::steady_clock::time_point opened;
     std::uint64_t window_start_ns = 0;
     std::optional<wire::LayerMetrics> stats;  // the layer's latest, taken when the batch is sent
+    std::uint64_t records_total = 0;  // the layer's records closed into batches up to this one (Meta)
   };
+  // Closes a batch (tel_mu_ held): stamps its layer's running record total.
+  void close_batch(Batch& b);
 
   void run();
   void on_command_frame(zmq::message_t& frame, std::string route);
@@ -231,6 +237,8 @@ class Node {
   std::deque<Batch> ready_;
   std::vector<std::vector<wire::SeedMetrics>> spare_;  // sent batches' memory, reused
   std::unordered_map<std::uint32_t, wire::LayerMetrics> layer_stats_;  // set_layer_stats()
+  std::unordered_map<std::uint32_t, std::uint64_t> records_closed_;  // per layer: Batch::records_total
+  std::uint64_t queue_dropped_ = 0;  // records dropped from the full queue, not yet told in a batch
 
   // Commands, guarded by cmd_mu_.
   mutable std::mutex cmd_mu_;

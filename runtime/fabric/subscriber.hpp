@@ -1,10 +1,18 @@
 // The consumer side of pub/sub: telemetry and events from every rank through the broker.
 //
+// Events arrive on a socket of their own (the broker's event XPUB), read before telemetry: no
+// telemetry backlog delays or drops them. Every event carries the broker's sequence number; a gap
+// (a sequence that skips ahead of the last one seen) is filled by asking the broker to replay the
+// missing events ('V'), which are delivered in order (Delivery::recovered) before the one that
+// revealed the gap. Events older than the broker keeps cannot be replayed: they are counted
+// (events_unrecovered) and, once synced, the state is fetched anew.
 // A Subscriber can start at any time (a late joiner, Clone pattern): sync() fetches the broker's
 // job state at a sequence number S; afterwards events with sequence <= S are skipped as already
-// contained, the one after S is applied, and a gap (a sequence that skips ahead) triggers a new
-// snapshot, so the state never misses or double-applies an event.
-// Telemetry batches carry a per-publisher, per-layer sequence: missing batches are counted.
+// contained (delivered with `duplicate` set), the one after S is applied, and missed ones are
+// replayed as above, so the state never misses or double-applies an event.
+// Telemetry batches carry a per-publisher, per-layer sequence and running record total (Meta):
+// missing batches and records are counted (telemetry_batches_missing, telemetry_records_missing),
+// and so are the records of batches that arrive but are rejected (telemetry_records_rejected).
 // Every decoded message is range-checked (wire/validate.hpp) before it is delivered or applied: one
 // with a value out of range is counted (values_rejected), kept in rejects() with the field named,
 // logged (the first per field, then at most one per field every 10 s) and not delivered; an event
@@ -12,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,7 +39,8 @@ namespace esper::fabric {
 
 struct SubscriberOptions {
   std::vector<std::string> topics{std::string(kTelemetryPrefix), std::string(kEventPrefix)};
-  int rcvhwm = 1000;
+  int rcvhwm = 1000;          // telemetry messages queued at this subscriber
+  int event_rcvhwm = 100'000;  // events queued at this subscriber
   wire::DecodeLimits limits{};
   wire::Bounds bounds{};  // what values are accepted (e.g. wire::Bounds::job(layers, seeds))
   std::chrono::milliseconds connect_timeout{10'000};
@@ -43,6 +53,7 @@ struct Delivery {
   std::unique_ptr<zmq::message_t> frame;
   std::optional<wire::Message> message;
   bool duplicate = false;  // an event the synced state already contained
+  bool recovered = false;  // an event missed on the socket and replayed by the broker
 };
 
 class Subscriber {
@@ -52,34 +63,58 @@ class Subscriber {
   // Blocks until the broker echoes a ping on this subscriber's pub/sub connection: from then on
   // the subscription is active at the broker. False on timeout.
   bool wait_ready(std::chrono::milliseconds timeout);
-  // Loads the broker's job state snapshot (late join). False on timeout.
+  // Loads the broker's job state snapshot (late join). False on timeout. Events are tracked by
+  // sequence from then on (before, from the first one received).
   bool sync(std::chrono::milliseconds timeout);
-  // The next decoded telemetry batch or event, or nothing within the timeout. Malformed frames and
-  // messages with values out of range are counted, kept in rejects() and skipped.
+  // The next decoded telemetry batch or event (events first), or nothing within the timeout.
+  // Malformed frames and messages with values out of range are counted, kept in rejects() and
+  // skipped. Missed events are replayed here, which waits for the broker (connect_timeout at most).
   std::optional<Delivery> next(std::chrono::milliseconds timeout);
 
   [[nodiscard]] const JobState& state() const noexcept { return state_; }
   [[nodiscard]] bool synced() const noexcept { return synced_; }
   [[nodiscard]] std::uint64_t telemetry_batches_missing() const noexcept { return batches_missing_; }
+  // Missed events too old to be replayed (each time, a synced state was fetched anew).
+  [[nodiscard]] std::uint64_t events_unrecovered() const noexcept {
+    return counters_.events_unrecovered.load(std::memory_order_relaxed);
+  }
+  // The broker sequence of the last event delivered, contained or given up on; 0: none yet.
+  [[nodiscard]] std::uint64_t event_sequence() const noexcept { return last_event_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
 
  private:
   bool request_snapshot(std::chrono::milliseconds timeout);
-  void track_telemetry(const wire::Message& m, bool accepted);
+  // Decodes one publication [topic][meta][envelope] and queues what is to be delivered.
+  void receive(std::vector<zmq::message_t>& parts, bool event_socket);
+  // Takes the event with broker sequence `seq` (the next one): applied (when synced) and queued
+  // for delivery, or skipped when `problem`.
+  void take_event(Delivery d, wire::Message msg, const wire::Problem& problem);
+  // Fills the events first..last from the broker's replay; what it cannot is counted and, once
+  // synced, covered by a new snapshot.
+  void recover(std::uint64_t first, std::uint64_t last);
+  wire::Problem track_telemetry(const wire::Message& m, const Meta& meta, bool accepted);
+  void reject_records(std::uint64_t records, const std::string& why, const zmq::message_t& frame);
   void reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame);
 
   std::string broker_;
   SubscriberOptions options_;
-  zmq::socket_t sub_, dealer_;
+  zmq::socket_t sub_, evt_, dealer_;
+  bool telemetry_socket_ = false, event_socket_ = false;  // which of the two the topics need
   wire::Decoder decoder_;
   Counters counters_;
   RejectLog rejects_;
   ValueRejectLog value_log_;
   JobState state_;
   bool synced_ = false;
-  std::map<std::pair<std::uint64_t, std::uint32_t>, std::uint64_t> last_batch_;  // (sender, layer) -> seq
+  struct Stream {
+    std::uint64_t sequence = 0;       // the last batch's
+    std::uint64_t records_total = 0;  // the publisher's running record total at it (0: not told)
+  };
+  std::map<std::pair<std::uint64_t, std::uint32_t>, Stream> streams_;  // (sender, layer)
   std::uint64_t batches_missing_ = 0;
+  std::uint64_t last_event_ = 0;
+  std::deque<Delivery> ready_;  // decoded, to be delivered in order
 };
 
 }  // namespace esper::fabric

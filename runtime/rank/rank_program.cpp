@@ -332,7 +332,9 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       const auto c = node->counters();
       report["telemetry"] = {{"batches", c.telemetry_batches},
                              {"records", c.telemetry_records},
-                             {"records_dropped", c.telemetry_records_dropped}};
+                             {"records_dropped", c.telemetry_records_dropped},
+                             {"records_dropped_queue", c.telemetry_records_dropped_queue},
+                             {"records_dropped_hwm", c.telemetry_records_dropped_hwm}};
     }
     if (schedule) report["schedule"] = schedule->report();
     if (control) {

@@ -434,10 +434,10 @@ class TopCommand : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() / (name_ + ".d");
     std::filesystem::create_directories(dir_);
   }
-  // The broker leaves its ipc files behind (.cmd, .pub, .sub).
+  // The broker leaves its ipc files behind (.cmd, .pub, .sub, .evt).
   void TearDown() override {
     std::error_code ec;
-    for (const char* suffix : {".cmd", ".pub", ".sub"}) {
+    for (const char* suffix : {".cmd", ".pub", ".sub", ".evt"}) {
       std::filesystem::remove(std::filesystem::temp_directory_path() / (name_ + suffix), ec);
     }
     std::filesystem::remove_all(dir_, ec);

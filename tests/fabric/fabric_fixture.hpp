@@ -78,10 +78,11 @@ class RawPublisher {
     zmq::message_t subscription;
     (void)pub_.recv(subscription);
   }
-  // [topic][meta: sequence, one record][envelope]
-  void publish(const std::string& topic, std::uint64_t sequence, std::span<const std::uint8_t> envelope) {
+  // [topic][meta: sequence, records][envelope]
+  void publish(const std::string& topic, std::uint64_t sequence, std::span<const std::uint8_t> envelope,
+               std::uint32_t records = 1) {
     pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
-    pub_.send(encode_meta(Meta{sequence, 1, 0}), zmq::send_flags::sndmore);
+    pub_.send(encode_meta(Meta{.sequence = sequence, .records = records}), zmq::send_flags::sndmore);
     pub_.send(zmq::buffer(envelope.data(), envelope.size()), zmq::send_flags::none);
   }
   zmq::socket_t& socket() { return pub_; }

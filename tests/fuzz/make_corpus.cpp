@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "fabric/framing.hpp"
 #include "wire/builders.hpp"
 #include "wire/codec.hpp"
 #include "wire/random_messages.hpp"
@@ -251,6 +252,64 @@ void job_state_seeds() {
   write("job_state", "gaps-and-other-kinds", gaps.bytes());
 }
 
+// Publications as the subscriber target takes them (fuzz_subscriber.cpp): triples [topic][meta]
+// [envelope], the topic record's control byte saying where each goes (1: the event socket; 2: an
+// entry of the next replay reply; 4: that reply says "too old").
+Bytes meta(std::uint64_t sequence, std::uint32_t records = 0, std::uint64_t records_total = 0) {
+  const auto m = esper::fabric::meta_bytes(esper::fabric::Meta{.sequence = sequence, .records = records, .records_total = records_total});
+  return {m.begin(), m.end()};
+}
+Bytes text(const std::string& s) { return {s.begin(), s.end()}; }
+
+void subscriber_seeds() {
+  Encoder broker(SourceInfo{-1, Role::BROKER, "job-7", "node0", 1});
+  Encoder rank1(SourceInfo{1, Role::RANK, "job-7", "node1", 2});
+  const auto event = [&](std::uint64_t seq, std::uint32_t seed) {
+    return frame(rank1, state_transition(0, 100 + seq, seed, SeedState::DORMANT, SeedState::GERMINATED, "wake", "policy"), 0, seq);
+  };
+  const auto batch = [&](std::uint64_t seq, std::uint32_t n) {
+    return frame(rank1, telemetry(0, 1, records(seq, n, SeedState::TRAINING, 0.5f), seq), seq, 100 + seq);
+  };
+  // Telemetry with a batch missing (sequence 3) and records dropped upstream (the totals leap).
+  Sequence tel;
+  tel.add(text("tel/0"), 0).add(meta(1, 4, 4)).add(batch(1, 4));
+  tel.add(text("tel/0"), 0).add(meta(2, 4, 8)).add(batch(2, 4));
+  tel.add(text("tel/0"), 0).add(meta(4, 4, 20)).add(batch(4, 4));
+  tel.add(text("tel/0"), 0).add(meta(5, 3, 23)).add(batch(5, 4));  // the meta miscounts the batch
+  write("subscriber", "telemetry-drops", tel.bytes());
+  // Events 1, 2, then 5: 3 and 4 are replayed, then 6 follows.
+  Sequence gap;
+  gap.add(text("evt/0"), 1).add(meta(1)).add(event(1, 0));
+  gap.add(text("evt/0"), 1).add(meta(2)).add(event(2, 1));
+  gap.add(text("evt/0"), 2).add(meta(3)).add(event(3, 2));
+  gap.add(text("evt/0"), 2).add(meta(4)).add(event(4, 3));
+  gap.add(text("evt/0"), 1).add(meta(5)).add(event(5, 0));
+  gap.add(text("evt/0"), 1).add(meta(6)).add(event(6, 1));
+  gap.add(text("evt/0"), 1).add(meta(4)).add(event(4, 3));  // a duplicate
+  write("subscriber", "events-replayed", gap.bytes());
+  // A gap the broker no longer holds: the state is fetched anew.
+  Sequence old;
+  old.add(text("evt/0"), 1).add(meta(1)).add(event(1, 0));
+  old.add(text("evt/0"), 6).add(meta(2)).add(event(2, 1));
+  old.add(text("evt/0"), 1).add(meta(9)).add(event(9, 0));
+  write("subscriber", "events-too-old", old.bytes());
+  // Frames a hostile peer could send: metas of the old 16-byte layout, another version, a total
+  // below the records; a replay with the wrong sequence; events on the telemetry socket; garbage.
+  Sequence bad;
+  Bytes sixteen = meta(7, 1, 1);
+  sixteen.resize(16);
+  Bytes version = meta(7, 1, 1);
+  version[0] = 9;
+  bad.add(text("tel/0"), 0).add(sixteen).add(batch(7, 1));
+  bad.add(text("tel/0"), 0).add(version).add(batch(7, 1));
+  bad.add(text("tel/0"), 0).add(meta(7, 5, 4)).add(batch(7, 5));
+  bad.add(text("evt/0"), 0).add(meta(20)).add(event(20, 0));
+  bad.add(text("evt/0"), 1).add(meta(30)).add(text("not an envelope"));
+  bad.add(text("evt/0"), 2).add(meta(99)).add(event(99, 0));
+  bad.add(text("evt/0"), 1).add(meta(40)).add(frame(broker, state_snapshot(40, {})));
+  write("subscriber", "hostile-frames", bad.bytes());
+}
+
 void controller_seeds() {
   Encoder rank0(SourceInfo{0, Role::RANK, "job-7", "node0", 10});
   Encoder rank1(SourceInfo{1, Role::RANK, "job-7", "node1", 11});
@@ -399,6 +458,7 @@ int main(int argc, char** argv) {
   g_root = argv[1];
   envelope_seeds();
   job_state_seeds();
+  subscriber_seeds();
   controller_seeds();
   lifecycle_seeds();
   toml_seeds();
