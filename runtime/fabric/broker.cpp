@@ -352,7 +352,7 @@ std::string completed_endpoint(std::string endpoint, const zmq::message_t& frame
 
 void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame) {
   bump(self.counters_.heartbeats);
-  if (++heartbeats_seen == self.options_.fail_at_heartbeat) {
+  if (self.options_.fail_at_heartbeat != 0 && ++heartbeats_seen == self.options_.fail_at_heartbeat) {
     throw Error("injected failure at heartbeat " + std::to_string(heartbeats_seen) + " (test hook --fail-at-heartbeat)");
   }
   const auto* src = m.envelope().source();

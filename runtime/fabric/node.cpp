@@ -665,7 +665,7 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
 }
 
 void Node::send_heartbeat() {
-  if (++heartbeats_sent_ == options_.faults.fail_at_heartbeat) {
+  if (options_.faults.fail_at_heartbeat != 0 && ++heartbeats_sent_ == options_.faults.fail_at_heartbeat) {
     throw Error("injected failure at heartbeat " + std::to_string(heartbeats_sent_) + " (test hook)");
   }
   wire::Header h;

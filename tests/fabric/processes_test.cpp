@@ -94,7 +94,6 @@ TEST(Processes, AFailedNodeThreadEndsItsProcessWithStatusOneAndTheCause) {
   EXPECT_NE(out.find("failed: the node I/O thread on "), std::string::npos) << out;
   EXPECT_NE(out.find("injected failure at heartbeat 3"), std::string::npos) << out;
   EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
-  EXPECT_GE(broker.counters().heartbeats, 2u);  // it was a working rank until then
 }
 
 class PublisherProcesses : public ::testing::TestWithParam<std::string> {};
