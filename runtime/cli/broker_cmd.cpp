@@ -1,5 +1,6 @@
 // esper broker: a standalone broker. Prints its endpoints, then a line of counters every
-// --stats-every seconds; stops cleanly on SIGINT/SIGTERM with a final line.
+// --stats-every seconds; stops cleanly on SIGINT/SIGTERM with a final line. Should the broker's
+// thread fail, it says so (thread, host, cause) and exits with status 1.
 #include <spdlog/spdlog.h>
 
 #include <thread>
@@ -37,6 +38,9 @@ Run add_broker(CLI::App& app) {
   app.add_option("--stats-every", *stats_every, "seconds between counter lines (0: never)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--fail-at-heartbeat", opts->fail_at_heartbeat,
+                 "test hook: the broker thread throws when it receives its N-th heartbeat")
+      ->group("");
   return [opts, stats_every] {
     install_stop_handlers();
     zmq::context_t ctx;
@@ -49,6 +53,12 @@ Run add_broker(CLI::App& app) {
     auto next_stats = std::chrono::steady_clock::now() + std::chrono::duration<double>(*stats_every);
     while (!stop_requested()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (const auto f = broker.failure()) {
+        broker.stop();
+        log_counters("failed", broker);
+        spdlog::error("esper broker: failed: {}", f->message());
+        return 1;
+      }
       if (*stats_every > 0 && std::chrono::steady_clock::now() >= next_stats) {
         log_counters("stats", broker);
         next_stats += std::chrono::duration_cast<std::chrono::steady_clock::duration>(

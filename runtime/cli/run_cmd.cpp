@@ -65,6 +65,11 @@ Run add_run(CLI::App& app, int& argc, char**& argv) {
   app.add_flag("--fail-controller-join", cfg->inject_controller_join_failure,
                "test hook: point the embedded controller at a broker that does not exist")
       ->group("");
+  app.add_option("--fail-thread", cfg->fail_thread,
+                 "test hook: node: --fail-rank's node I/O thread throws at its 3rd heartbeat; broker: rank 0's "
+                 "broker thread throws at the 3rd heartbeat it receives")
+      ->check(CLI::IsMember({"node", "broker"}))
+      ->group("");
   auto config = std::make_shared<std::string>();
   app.add_option("--config", *config,
                  "read options from a TOML file: `name = value` per option, names without the dashes "

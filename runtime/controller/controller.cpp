@@ -52,25 +52,21 @@ Controller::Controller(zmq::context_t& ctx, ControllerOptions options)
 Controller::~Controller() { stop(); }
 
 void Controller::start() {
-  thread_ = std::thread([this] {
-    try {
-      while (!stop_.load(std::memory_order_relaxed)) pump(std::chrono::milliseconds(20));
-    } catch (const std::exception& e) {
-      spdlog::error("controller: {}", e.what());
-      std::lock_guard lock(mu_);
-      error_ = e.what();
-    }
-  });
+  worker_.start(
+      "controller",
+      [this](const std::stop_token& stop) {
+        while (!stop.stop_requested()) pump(std::chrono::milliseconds(20));
+      },
+      [](const ThreadFailure& f) { spdlog::error("controller: {}", f.message()); });
 }
 
 std::string Controller::error() const {
-  std::lock_guard lock(mu_);
-  return error_;
+  const auto f = worker_.failure();
+  return f ? f->what : std::string();
 }
 
 void Controller::stop() noexcept {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
+  worker_.stop();
   // Commands in flight end with their outcomes (bounded by their timeout), so none is unaccounted.
   try {
     const auto until = Clock::now() + std::chrono::milliseconds(options_.command_timeout_ms + 1000);

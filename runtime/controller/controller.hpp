@@ -25,7 +25,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -34,6 +33,7 @@
 #include "controller/anomaly.hpp"
 #include "controller/policy.hpp"
 #include "controller/view.hpp"
+#include "core/worker.hpp"
 #include "fabric/client.hpp"
 #include "fabric/subscriber.hpp"
 
@@ -95,7 +95,7 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  void start();            // runs pump() on its own thread until stop() or an error (see error())
+  void start();            // runs pump() on its own thread until stop() or an error (see failure())
   void stop() noexcept;    // idempotent; waits (bounded) for commands in flight
 
   // One round: receive what arrived within `budget`, collect outcomes, decide when due.
@@ -112,6 +112,8 @@ class Controller {
   [[nodiscard]] PopulationView view() const;
   // Why the thread start() ran has ended early (e.g. the broker did not answer); empty if it has not.
   [[nodiscard]] std::string error() const;
+  // The same, with the thread and host: what an owner reports (docs/threads.md). Thread-safe.
+  [[nodiscard]] std::optional<ThreadFailure> failure() const { return worker_.failure(); }
   [[nodiscard]] ControllerStats stats() const;
   // The decision events published after `cursor` (0: from the first), oldest first, of the last
   // 1,000 kept; moves `cursor` past them.
@@ -156,10 +158,8 @@ class Controller {
   std::uint64_t next_request_ = 1;
   std::chrono::steady_clock::time_point joined_at_{}, next_decision_{};
   bool joined_ = false;
-  std::string error_;
 
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  Worker worker_;  // last: stopped before anything its thread uses goes
 };
 
 }  // namespace esper::controller

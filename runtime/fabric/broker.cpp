@@ -75,8 +75,9 @@ struct Broker::Impl {
   JobState state;
   std::uint64_t event_seq = 0;
   Clock::time_point next_tick{};
+  std::uint32_t heartbeats_seen = 0;  // for BrokerOptions::fail_at_heartbeat
 
-  void run();
+  void run(const std::stop_token& stop);
   void forward_publications();
   void drain_subscriptions(zmq::socket_t& s);
   void on_replay(const std::string& from, const std::vector<zmq::message_t>& parts);
@@ -148,14 +149,13 @@ Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(
   bind_or_throw(i.evt, want.evt);
   endpoints_ = {i.router.get(zmq::sockopt::last_endpoint), i.xsub.get(zmq::sockopt::last_endpoint),
                 i.xpub.get(zmq::sockopt::last_endpoint), i.evt.get(zmq::sockopt::last_endpoint)};
-  thread_ = std::thread([this] { impl_->run(); });
+  worker_.start("broker", [this](const std::stop_token& stop) { impl_->run(stop); });
 }
 
 Broker::~Broker() { stop(); }
 
 void Broker::stop() noexcept {
-  stop_.store(true);
-  if (thread_.joinable()) thread_.join();
+  worker_.stop();
   remove_socket_files();
 }
 
@@ -173,13 +173,13 @@ std::vector<LostRank> Broker::lost() const {
   return lost_;
 }
 
-void Broker::Impl::run() {
+void Broker::Impl::run(const std::stop_token& stop) {
   std::array<zmq::pollitem_t, 4> items{{{xsub.handle(), 0, ZMQ_POLLIN, 0},
                                         {xpub.handle(), 0, ZMQ_POLLIN, 0},
                                         {router.handle(), 0, ZMQ_POLLIN, 0},
                                         {evt.handle(), 0, ZMQ_POLLIN, 0}}};
   Clock::time_point next_sweep{};
-  while (!self.stop_.load(std::memory_order_relaxed)) {
+  while (!stop.stop_requested()) {
     try {
       zmq::poll(items.data(), items.size(), next_wait(Clock::now()));
       if (items[0].revents & ZMQ_POLLIN) forward_publications();
@@ -384,6 +384,9 @@ std::string completed_endpoint(std::string endpoint, const zmq::message_t& frame
 
 void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m, const zmq::message_t& frame) {
   bump(self.counters_.heartbeats);
+  if (self.options_.fail_at_heartbeat != 0 && ++heartbeats_seen == self.options_.fail_at_heartbeat) {
+    throw Error("injected failure at heartbeat " + std::to_string(heartbeats_seen) + " (test hook --fail-at-heartbeat)");
+  }
   const auto* src = m.envelope().source();
   const auto* hb = m.body<wire::Heartbeat>();
   if (src == nullptr || src->rank() < 0) return;

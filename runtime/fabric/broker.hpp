@@ -25,12 +25,13 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <zmq.hpp>
 
+#include "core/worker.hpp"
 #include "fabric/counters.hpp"
 #include "fabric/framing.hpp"
 #include "wire/codec.hpp"
@@ -46,6 +47,9 @@ struct BrokerOptions {
   double lost_after = 2.5;                 // heartbeat intervals without a heartbeat -> lost
   std::chrono::milliseconds tick{100};     // longest idle sleep; period of the expired-command sweep
   wire::DecodeLimits limits{};
+  // Test hook (`esper broker --fail-at-heartbeat N`, `esper run --fail-thread broker`): the broker's
+  // thread throws when it receives its N-th heartbeat (0: never), as a fault in it would.
+  std::uint32_t fail_at_heartbeat = 0;
 };
 
 // A rank the broker declared lost, and why.
@@ -59,12 +63,16 @@ struct LostRank {
 class Broker {
  public:
   // Binds every endpoint (throws esper::Error naming the endpoint on failure) and starts the thread.
+  // An exception in the thread ends it (the broker stops answering) and is kept: see failure().
   Broker(zmq::context_t& ctx, BrokerOptions options = {});
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
   void stop() noexcept;  // idempotent; joins the thread, removes the ipc socket files
+  // Why the broker's thread has ended early, if it has: the process that owns the broker reports
+  // it and exits non-zero (docs/threads.md). Thread-safe.
+  [[nodiscard]] std::optional<ThreadFailure> failure() const { return worker_.failure(); }
   // Removes the ipc socket files (libzmq leaves them) without stopping: for a process about to
   // _Exit, where no destructor runs.
   void remove_socket_files() const noexcept;
@@ -87,9 +95,8 @@ class Broker {
   mutable std::mutex ranks_mu_;
   std::vector<std::int32_t> live_ranks_;
   std::vector<LostRank> lost_;  // guarded by ranks_mu_
-  std::atomic<bool> stop_{false};
   std::unique_ptr<Impl> impl_;
-  std::thread thread_;
+  Worker worker_;  // last: stopped before anything its thread uses goes
 };
 
 }  // namespace esper::fabric

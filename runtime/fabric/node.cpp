@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 
 #include "core/error.hpp"
@@ -92,11 +93,18 @@ Node::Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options)
 
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(std::string("cannot create the node's wake-up eventfd: ") + std::strerror(errno));
-  io_ = std::thread([this] {
-    run();
-    std::lock_guard lock(handed_mu_);
-    io_done_ = true;
-    handed_cv_.notify_all();
+  io_.start("node I/O", [this](const std::stop_token& stop) {
+    struct Done {  // also when run() throws: report_failure() must not wait for a thread that has gone
+      Node& n;
+      int unwinding = std::uncaught_exceptions();
+      ~Done() {
+        std::lock_guard lock(n.handed_mu_);
+        n.io_done_ = true;
+        n.io_failed_ = std::uncaught_exceptions() > unwinding;
+        n.handed_cv_.notify_all();
+      }
+    } done{*this};
+    run(stop);
   });
 }
 
@@ -106,9 +114,10 @@ Node::~Node() {
 }
 
 void Node::stop() noexcept {
-  if (stop_.exchange(true)) return;
+  if (stopped_.exchange(true)) return;
+  io_.request_stop();
   wake();
-  if (io_.joinable()) io_.join();
+  io_.stop();
   remove_ipc_file(command_endpoint_);
 }
 
@@ -119,7 +128,7 @@ void Node::wake() {
   (void)!::write(wake_fd_, &one, sizeof one);  // fails only when the counter is saturated: already awake
 }
 
-void Node::run() {
+void Node::run(const std::stop_token& stop) {
   // Each ZeroMQ socket in a poll costs system calls on every turn, so the publisher's incoming
   // (re)subscriptions are drained with the heartbeats instead of polled.
   std::array<zmq::pollitem_t, 3> items{{{dealer_.handle(), 0, ZMQ_POLLIN, 0},
@@ -128,7 +137,7 @@ void Node::run() {
   const std::size_t n_items = command_endpoint_.empty() ? 2 : 3;
   auto next_heartbeat = Clock::now();
   try {
-    while (!stop_.load(std::memory_order_relaxed)) {
+    while (!stop.stop_requested()) {
       auto now = Clock::now();
       if (now >= next_heartbeat) {
         send_heartbeat();
@@ -467,9 +476,38 @@ bool Node::report_failure(const std::string& cause, std::chrono::milliseconds ti
     outbox_.insert(at, Outgoing{frame::kEvent, {}, std::vector<std::uint8_t>(f.begin(), f.end()), ticket});
   }
   wake();
-  std::unique_lock lock(handed_mu_);
-  handed_cv_.wait_for(lock, timeout, [&] { return handed_ >= ticket || io_done_; });
-  return handed_ >= ticket;
+  {
+    std::unique_lock lock(handed_mu_);
+    handed_cv_.wait_for(lock, timeout, [&] { return handed_ >= ticket || io_done_; });
+    if (handed_ >= ticket) return true;
+    if (!io_failed_) return false;  // still running (timed out), or stopped: nothing more is sent
+  }
+  // The I/O thread has failed (the likely reason to report): its sockets are no thread's now, and
+  // the mutex above ordered its last use before this one. Send the notice from here.
+  std::lock_guard once(notice_mu_);
+  std::deque<Outgoing> notices;
+  {
+    std::lock_guard lock(out_mu_);
+    for (auto it = outbox_.begin(); it != outbox_.end();) {
+      if (it->ticket != 0) {
+        notices.push_back(std::move(*it));
+        it = outbox_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  bool sent = false;
+  try {
+    for (auto& n : notices) {
+      if (!dealer_.send(type_frame(n.type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) break;
+      dealer_.send(zmq::message_t(n.bytes.data(), n.bytes.size()), zmq::send_flags::none);
+      sent = sent || n.ticket == ticket;
+    }
+  } catch (const zmq::error_t&) {
+    return false;
+  }
+  return sent;
 }
 
 void Node::send_outbox() {
@@ -640,6 +678,9 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
 void Node::close_batch(Batch& b) { b.records_total = records_closed_[b.layer] += b.records.size(); }
 
 void Node::send_heartbeat() {
+  if (options_.faults.fail_at_heartbeat != 0 && ++heartbeats_sent_ == options_.faults.fail_at_heartbeat) {
+    throw Error("injected failure at heartbeat " + std::to_string(heartbeats_sent_) + " (test hook)");
+  }
   wire::Header h;
   h.msg_id = ids_.next();
   h.timestamp_ns = wire::wall_clock_ns();

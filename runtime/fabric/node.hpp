@@ -34,12 +34,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include <zmq.hpp>
 
+#include "core/worker.hpp"
 #include "fabric/counters.hpp"
 #include "fabric/framing.hpp"
 #include "wire/codec.hpp"
@@ -50,6 +50,9 @@ namespace esper::fabric {
 // Faults a test can inject.
 struct FaultInjection {
   std::uint32_t drop_results = 0;  // the first N result frames are not sent (as if lost on the way)
+  // The I/O thread throws instead of sending its N-th heartbeat (0: never), as a fault in it would
+  // (`esper run --fail-thread node`, fabric_peer --fail-at-heartbeat).
+  std::uint32_t fail_at_heartbeat = 0;
 };
 
 // What a command handler sees: the verified command (valid during the call) and its envelope.
@@ -112,7 +115,8 @@ class Node {
   using Handler = CommandHandler;
 
   // Connects to the broker's command endpoint, learns the others from it (throws esper::Error if
-  // the broker does not answer within connect_timeout), and starts the I/O thread.
+  // the broker does not answer within connect_timeout), and starts the I/O thread. An exception in
+  // the I/O thread ends it (nothing more is sent or received) and is kept: see failure().
   Node(zmq::context_t& ctx, const std::string& broker, NodeOptions options);
   ~Node();
   Node(const Node&) = delete;
@@ -131,7 +135,9 @@ class Node {
   // This rank's own failure notice, for a rank that must end the job: a RankLost event for this
   // rank with `cause` as its reason, sent on the command channel ahead of anything queued; the
   // broker marks the rank lost at once. Blocks until the event has been handed to the socket or
-  // `timeout` has passed; returns whether it was handed over. Thread-safe.
+  // `timeout` has passed; returns whether it was handed over. Thread-safe. Should the I/O thread
+  // have failed (failure()), the calling thread sends the notice itself on the command channel;
+  // after stop(), nothing is sent.
   bool report_failure(const std::string& cause, std::chrono::milliseconds timeout);
 
   // Runs the handler on queued commands, highest priority first (FIFO within a priority), and
@@ -151,6 +157,9 @@ class Node {
   [[nodiscard]] std::size_t queued_commands() const;
 
   void stop() noexcept;  // idempotent: flushes telemetry, stops the I/O thread
+  // Why the I/O thread has ended early, if it has: the rank that owns the node ends the job with
+  // it (docs/threads.md). Thread-safe.
+  [[nodiscard]] std::optional<ThreadFailure> failure() const { return io_.failure(); }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
   [[nodiscard]] const NodeOptions& options() const noexcept { return options_; }
@@ -188,7 +197,7 @@ class Node {
   // Closes a batch (tel_mu_ held): stamps its layer's running record total.
   void close_batch(Batch& b);
 
-  void run();
+  void run(const std::stop_token& stop);
   void on_command_frame(zmq::message_t& frame, std::string route);
   void receive_commands(zmq::socket_t& socket, bool direct);
   void send_outbox();
@@ -215,8 +224,7 @@ class Node {
   zmq::socket_t dealer_, pub_, direct_;
   int wake_fd_ = -1;  // eventfd: wakes the I/O thread
   std::string command_endpoint_;
-  std::thread io_;
-  std::atomic<bool> stop_{false};
+  std::atomic<bool> stopped_{false};
   std::atomic<bool> closed_{false};
   std::string closed_reason_;  // written once before closed_ is set
   std::atomic<std::uint64_t> step_{0};
@@ -259,6 +267,11 @@ class Node {
   std::condition_variable handed_cv_;
   std::uint64_t handed_ = 0;
   bool io_done_ = false;  // the I/O thread has ended: nothing more will be handed over
+  bool io_failed_ = false;  // ... by an exception (report_failure() then sends on its own)
+  std::mutex notice_mu_;  // report_failure() sending on the dealer itself, one caller at a time
+  std::uint32_t heartbeats_sent_ = 0;  // I/O thread only; for faults.fail_at_heartbeat
+
+  Worker io_;  // last: stopped before anything its thread uses goes
 };
 
 }  // namespace esper::fabric

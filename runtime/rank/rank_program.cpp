@@ -16,6 +16,7 @@
 #include "controller/controller.hpp"
 #include "core/signals.hpp"
 #include "core/stats.hpp"
+#include "core/worker.hpp"
 #include "fabric/broker.hpp"
 #include "fabric/client.hpp"
 #include "fabric/node.hpp"
@@ -53,7 +54,7 @@ class Schedule {
     fabric::ClientOptions o;
     o.retry.first = std::chrono::milliseconds(100);
     client_ = std::make_unique<fabric::Client>(ctx, broker, o);
-    thread_ = std::thread([this] { loop(); });
+    worker_.start("schedule", [this](const std::stop_token&) { loop(); });
   }
   ~Schedule() { finish(); }
 
@@ -67,6 +68,7 @@ class Schedule {
     step_ = step;
     sent_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return sent_through_ + kMaxLag >= step || !sending_; });
   }
+  [[nodiscard]] std::optional<ThreadFailure> failure() const { return worker_.failure(); }
   void stop_sending() {
     std::lock_guard lock(mu_);
     sending_ = false;
@@ -77,7 +79,7 @@ class Schedule {
     stop_sending();
     wait_ = wait;
     done_ = true;
-    if (thread_.joinable()) thread_.join();
+    worker_.stop();
   }
 
   json report() const {
@@ -184,7 +186,7 @@ class Schedule {
   std::uint64_t sent_ = 0, completed_ = 0, outcomes_ = 0, duplicates_ = 0;
   std::map<std::string, std::uint64_t> by_status_;
   std::vector<double> latencies_ms_;
-  std::thread thread_;
+  Worker worker_;  // last: stopped before anything its thread uses goes
 };
 
 // What the report says so far; written by the training thread, read by the watchdog.
@@ -390,6 +392,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
           fabric::BrokerOptions bo;
           const bool tcp = cfg.transport == "tcp" || (cfg.transport == "auto" && world.spans_nodes());
           bo.bind = tcp ? "tcp://0.0.0.0:0" : "ipc:///tmp/esper-" + world.job_id + "-" + std::to_string(::getpid());
+          if (cfg.fail_thread == "broker") bo.fail_at_heartbeat = 3;
           broker = std::make_unique<fabric::Broker>(ctx, bo);
           endpoint = fabric::connectable(broker->endpoints().cmd, "tcp://" + mpi::node_address() + ":0");
         }
@@ -412,6 +415,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
         no.compression = cfg.compression == "always"  ? fabric::Compression::On
                          : cfg.compression == "never" ? fabric::Compression::Off
                                                       : fabric::Compression::Auto;
+        if (cfg.fail_thread == "node" && cfg.fail_rank == world.rank) no.faults.fail_at_heartbeat = 3;
         node = std::make_unique<fabric::Node>(ctx, endpoint, no);
       })) {
     return setup_failed(*f);
@@ -468,9 +472,11 @@ int run(const RunConfig& cfg, mpi::Session& session) {
         }
         // Train once the controller listens, so that it sees the job from its first step.
         const auto until = Clock::now() + cfg.connect_timeout;
-        while (!control->stats().joined && control->error().empty() && Clock::now() < until) {
+        while (!control->stats().joined && control->error().empty() && !(broker && broker->failure()) &&
+               Clock::now() < until) {
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
+        if (const auto broken = broker ? broker->failure() : std::nullopt) throw Error(broken->message());
         if (!control->stats().joined) {
           const auto why = control->error().empty()
                                ? "no answer within " + std::to_string(cfg.connect_timeout.count()) + " ms"
@@ -511,9 +517,34 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     remove_socket_files();
     std::_Exit(code);
   };
-  std::thread watchdog([&] {
-    while (!finished.load()) {
+  // A thread of this rank that failed (its exception captured by its Worker): the main thread ends
+  // the job at its next step boundary; the watchdog does, should that boundary not come.
+  Worker watchdog;
+  auto thread_failure = [&]() -> std::optional<std::string> {
+    std::optional<ThreadFailure> f;
+    if (broker) f = broker->failure();
+    if (!f && node) f = node->failure();
+    if (!f && control) f = control->failure();
+    if (!f && schedule) f = schedule->failure();
+    if (!f) f = watchdog.failure();
+    if (f) return f->message();
+    return std::nullopt;
+  };
+  std::atomic<bool> failure_noticed{false};
+  watchdog.start("watchdog", [&](const std::stop_token& stop) {
+    std::optional<Clock::time_point> failed_since;
+    while (!finished.load() && !stop.stop_requested()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (const auto f = thread_failure(); f && !failure_noticed.load()) {
+        if (!failed_since) failed_since = Clock::now();
+        if (Clock::now() - *failed_since > std::chrono::seconds(1)) {  // the main thread is blocked
+          const auto failure = where + ": " + *f;
+          std::fprintf(stderr, "esper run: failed: %s\n", failure.c_str());
+          std::fflush(stderr);
+          if (!leader && node) (void)node->report_failure(*f, std::chrono::seconds(2));
+          exit_now("failed: " + failure, json{{"error", failure}, {"failed_rank", world.rank}}, 1);
+        }
+      }
       if (broker) {
         for (const auto& l : broker->lost()) {
           if (!l.self_reported) continue;
@@ -543,6 +574,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
   // it. Say where and why, let rank 0 write the report (it learns the cause through the fabric),
   // and end the whole job.
   auto fail_job = [&](const std::string& cause) {
+    failure_noticed = true;  // the watchdog leaves it to this thread
     const auto failure = where + ": " + cause;
     std::fprintf(stderr, "esper run: failed: %s\n", failure.c_str());
     std::fflush(stderr);
@@ -581,6 +613,7 @@ int run(const RunConfig& cfg, mpi::Session& session) {
       // One collective per boundary: whether any rank was signalled, and (with the fabric) the
       // commands every replica applies now.
       progress.boundary_ns = now_ns();
+      if (const auto f = thread_failure()) fail_job(*f);
       bool stop = stop_requested();
       if (commands) {
         commands->boundary(step, apply, &stop);
@@ -699,7 +732,9 @@ int run(const RunConfig& cfg, mpi::Session& session) {
     if (node) node->stop();  // flushes telemetry
 
     finished = true;
-    watchdog.join();
+    watchdog.stop();
+    // A thread that failed after the last boundary fails the job all the same.
+    if (const auto f = thread_failure()) fail_job(*f);
     if (leader) {
       json layers = json::array();
       double base = 0, final_loss = 0;

@@ -44,16 +44,19 @@ struct RunConfig {
 
   // Test hooks (hidden options): a step that sleeps this long before it runs (a slow job); an
   // error thrown on rank `fail_rank` at the boundary before step `fail_at_step` (-1: never); a
-  // controller pointed at a broker that does not exist.
+  // controller pointed at a broker that does not exist; an exception in a fabric thread
+  // (`fail_thread`: "node" on rank `fail_rank`, or rank 0's "broker"; at the 3rd heartbeat).
   std::chrono::milliseconds step_sleep{0};
   std::int64_t fail_at_step = -1;
   int fail_rank = 0;
   bool inject_controller_join_failure = false;
+  std::string fail_thread;  // empty, "node" or "broker"
 };
 
 // Exit codes: 0 completed; 1 an error on any rank (an invalid option, a broker that cannot be
-// reached, a controller that cannot join, an exception mid-training: the whole job ends, rank 0's
-// report says which rank failed, on which host, and why); 2 stopped by a signal; 3 stopped by a
+// reached, a controller that cannot join, an exception mid-training or in one of the rank's
+// threads — broker, node I/O, controller, schedule, watchdog: the whole job ends, rank 0's report
+// says which rank failed, on which host, and why); 2 stopped by a signal; 3 stopped by a
 // job-wide EmergencyStop or a Shutdown command; 4 replicas diverged (state digests differ); 5 a
 // peer rank was lost (no heartbeat, or it died).
 int run(const RunConfig& config, mpi::Session& session);

@@ -82,6 +82,28 @@ TEST(Cli, BrokerCtlAndWatchWorkTogetherAndStopCleanly) {
   EXPECT_NE(broker.output().find("stopped"), std::string::npos) << broker.output();
 }
 
+// A fault in the broker's thread (test hook: it throws at the first heartbeat it receives) ends
+// `esper broker` with status 1 and a message naming the thread, the host and the cause, instead
+// of std::terminate. Synchronised on the endpoints line and the exit.
+TEST(Cli, AFailedBrokerThreadEndsEsperBrokerWithStatusOneAndTheCause) {
+  ChildProcess broker({ESPER_CLI, "broker", "--bind", "tcp://127.0.0.1:0", "--stats-every", "0", "--fail-at-heartbeat",
+                       "1"});
+  const auto line = broker.read_line_starting("endpoints", 10s);
+  ASSERT_TRUE(line) << broker.output();
+  ChildProcess rank({ESPER_FABRIC_PEER, "rank", "--broker", endpoint_of(*line, "cmd"), "--rank", "2", "--heartbeat-ms",
+                     "100"});
+  const auto st = broker.wait(10s);
+  ASSERT_TRUE(st) << "esper broker still running: " << broker.output();
+  EXPECT_TRUE(WIFEXITED(*st)) << "killed by signal " << (WIFSIGNALED(*st) ? WTERMSIG(*st) : 0) << ": " << broker.output();
+  EXPECT_EQ(exit_code(st), 1) << broker.output();
+  const auto& out = broker.output();
+  EXPECT_NE(out.find("esper broker: failed: the broker thread on "), std::string::npos) << out;
+  EXPECT_NE(out.find("injected failure at heartbeat 1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
+  rank.signal(SIGTERM);  // its broker is gone: it stops on the signal all the same
+  EXPECT_TRUE(rank.wait(10s)) << rank.output();
+}
+
 TEST(Cli, BadArgumentsFailWithAMessageThatSaysWhatToFix) {
   ChildProcess bad_target({ESPER_CLI, "ctl", "send", "--broker", "tcp://127.0.0.1:1", "--target", "rnk:1", "shutdown"});
   EXPECT_NE(exit_code(bad_target.wait(10s)), 0);

@@ -152,7 +152,7 @@ TEST_P(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   auto o = node_options(0);
   o.faults.drop_results = 1;
   std::atomic<int> applied{0};
-  std::thread::id handler_thread;
+  std::atomic<std::thread::id> handler_thread;  // written on the node's thread, read here (TSan)
   o.immediate_handler = [&](const IncomingCommand&) {
     ++applied;
     handler_thread = std::this_thread::get_id();
@@ -168,7 +168,7 @@ TEST_P(Commands, ImmediateHandlerAnswersOnTheNodesThreadAndStillAppliesOnce) {
   ASSERT_TRUE(out.all_ok());
   EXPECT_GE(out.targets[0].attempts, 2u) << "the first result was dropped, so the command was retried";
   EXPECT_EQ(applied.load(), 1);
-  EXPECT_NE(handler_thread, std::this_thread::get_id());
+  EXPECT_NE(handler_thread.load(), std::this_thread::get_id());
   EXPECT_EQ(node.queued_commands(), 0u) << "nothing waits for poll_commands()";
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -38,11 +39,19 @@ inline BrokerOptions broker_options(const std::string& transport) {
   return o;
 }
 
+// The test nodes' heartbeat interval: 50 ms, or ESPER_TEST_HEARTBEAT_MS (the tsan preset sets 250:
+// a node's thread under ThreadSanitizer on a loaded machine can stall past 2.5 intervals of 50 ms,
+// and its rank would be declared lost mid-test).
+inline std::chrono::milliseconds test_heartbeat() {
+  const char* env = std::getenv("ESPER_TEST_HEARTBEAT_MS");
+  return env != nullptr && std::atoi(env) > 0 ? std::chrono::milliseconds(std::atoi(env)) : 50ms;
+}
+
 inline NodeOptions node_options(std::int32_t rank, std::vector<std::uint32_t> layers = {0}) {
   NodeOptions o;
   o.rank = rank;
   o.layers = std::move(layers);
-  o.heartbeat_interval = 50ms;
+  o.heartbeat_interval = test_heartbeat();
   o.telemetry_window = 20ms;
   return o;
 }

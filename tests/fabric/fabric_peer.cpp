@@ -1,6 +1,7 @@
 // A separate process for the fabric's multi-process tests: a rank that serves commands, a
 // telemetry publisher, or an event source. Prints "ready ..." when connected and "done k=v ..."
-// before exiting; stops cleanly on SIGTERM/SIGINT.
+// before exiting; stops cleanly on SIGTERM/SIGINT. Should the node's I/O thread fail (test hook
+// --fail-at-heartbeat N), it prints "failed: ..." and exits with status 1.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   o.telemetry_window = std::chrono::milliseconds(std::stoi(get(a, "--window-ms", "100")));
   o.telemetry_max_queued = std::stoul(get(a, "--max-queued", "16"));
   o.faults.drop_results = static_cast<std::uint32_t>(std::stoul(get(a, "--drop-results", "0")));
+  o.faults.fail_at_heartbeat = static_cast<std::uint32_t>(std::stoul(get(a, "--fail-at-heartbeat", "0")));
   fabric::Node node(ctx, get(a, "--broker"), o);
   std::printf("ready rank=%d pid=%d\n", o.rank, static_cast<int>(::getpid()));
   std::fflush(stdout);
@@ -70,6 +72,11 @@ int main(int argc, char** argv) {
     const bool serve = get(a, "--no-poll") != "1";
     std::uint64_t applied = 0;
     while (!g_stop) {
+      if (const auto f = node.failure()) {
+        std::printf("failed: %s\n", f->message().c_str());
+        std::fflush(stdout);
+        return 1;
+      }
       if (!serve) {
         std::this_thread::sleep_for(10ms);
         continue;

@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, FailureNotice, ::testing::Values(Path::Direct, P
 TEST(FailureNoticeHeartbeats, HeartbeatsAfterTheNoticeDoNotReviveTheRank) {
   zmq::context_t ctx;
   Broker broker(ctx, broker_options("inproc"));
-  auto failing = std::make_unique<Node>(ctx, broker.endpoints().cmd, node_options(0));  // heartbeats every 50 ms
+  auto failing = std::make_unique<Node>(ctx, broker.endpoints().cmd, node_options(0));  // heartbeats every 50 ms (test_heartbeat())
   ASSERT_TRUE(wait_for_ranks(broker, 1));
   ASSERT_TRUE(failing->report_failure("diverged", 5s));
   ASSERT_TRUE(eventually([&] { return broker.lost().size() == 1; }));

@@ -77,6 +77,25 @@ TEST(Processes, RankProcessAppliesARetriedCommandOnce) {
   EXPECT_EQ(field(*line, "applied"), 1u);
 }
 
+// A fault in a node's I/O thread (test hook: it throws instead of sending its 3rd heartbeat) is
+// handed to the process that owns the node, which exits with status 1 naming the thread, the host
+// and the cause, instead of std::terminate.
+TEST(Processes, AFailedNodeThreadEndsItsProcessWithStatusOneAndTheCause) {
+  zmq::context_t ctx;
+  Broker broker(ctx, broker_options("ipc"));
+  ChildProcess rank(peer({"rank", "--broker", broker.endpoints().cmd, "--rank", "3", "--heartbeat-ms", "50",
+                          "--fail-at-heartbeat", "3"}));
+  const auto st = rank.wait(10s);
+  ASSERT_TRUE(st) << "the rank process still runs: " << rank.output();
+  EXPECT_TRUE(WIFEXITED(*st)) << "killed by signal " << (WIFSIGNALED(*st) ? WTERMSIG(*st) : 0) << ": " << rank.output();
+  EXPECT_EQ(WIFEXITED(*st) ? WEXITSTATUS(*st) : -1, 1) << rank.output();
+  const auto& out = rank.output();
+  EXPECT_NE(out.find("ready rank=3"), std::string::npos) << out;
+  EXPECT_NE(out.find("failed: the node I/O thread on "), std::string::npos) << out;
+  EXPECT_NE(out.find("injected failure at heartbeat 3"), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
+}
+
 class PublisherProcesses : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PublisherProcesses, EveryRecordFromTwoPublishersArrives) {

@@ -386,6 +386,36 @@ TEST_F(JobFailure, AnExceptionOnOneRankMidTrainingEndsTheWholeJob) {
   EXPECT_GE(r["steps_run"].get<int>(), 30);
 }
 
+// An exception in a fabric thread (test hook --fail-thread: it throws at the 3rd heartbeat) ends
+// the job like any other failure on a rank: non-zero, the rank, host, thread and cause in the
+// output and in rank 0's report; never std::terminate.
+TEST_F(JobFailure, AFailedNodeThreadOnOneRankEndsTheWholeJob) {
+  const auto out = run_failing(2, {"--steps", "1000000", "--progress-every", "10", "--heartbeat-ms", "100",
+                                   "--fail-thread", "node", "--fail-rank", "1"},
+                               "injected failure at heartbeat 3");
+  EXPECT_NE(out.find("esper run: failed: rank 1 on "), std::string::npos) << out;
+  EXPECT_NE(out.find("the node I/O thread on "), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
+  EXPECT_EQ(out.find("signal 6"), std::string::npos) << out;
+  // The node's own thread is gone: the rank sent its failure notice itself, and rank 0 reported it.
+  const auto r = report();
+  EXPECT_EQ(r.value("status", "").rfind("failed: rank 1 on ", 0), 0u) << r.dump();
+  EXPECT_NE(r.value("error", "").find("injected failure at heartbeat 3"), std::string::npos) << r.dump();
+}
+
+TEST_F(JobFailure, AFailedBrokerThreadEndsTheWholeJob) {
+  const auto out = run_failing(2, {"--steps", "1000000", "--progress-every", "10", "--heartbeat-ms", "100",
+                                   "--fail-thread", "broker"},
+                               "injected failure at heartbeat 3");
+  EXPECT_NE(out.find("rank 0 on "), std::string::npos) << out;
+  EXPECT_NE(out.find("the broker thread on "), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
+  EXPECT_EQ(out.find("signal 6"), std::string::npos) << out;
+  const auto r = report();
+  EXPECT_NE(r.value("error", "").find("rank 0 on "), std::string::npos) << r.dump();
+  EXPECT_NE(r.value("error", "").find("the broker thread on "), std::string::npos) << r.dump();
+}
+
 TEST_F(JobFailure, AnExceptionOnRankZeroEndsTheWholeJob) {
   run_failing(2, {"--steps", "1000000", "--progress-every", "10", "--fail-at-step", "20", "--fail-rank", "0"},
               "injected failure at step 20");

@@ -66,6 +66,10 @@ TEST_F(StepCommandsTest, PastStepIsStaleFutureStepWaitsForIt) {
     commands.boundary(step, apply);
     for (int i = 0; i < 5; ++i) collect();
   }
+  // The results travel back on the node's thread: wait for them, not for a fixed number of polls
+  // (a slow machine, or ThreadSanitizer, can take longer than the boundaries above).
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (outcome.size() < 3 && std::chrono::steady_clock::now() < until) collect();
   ASSERT_EQ(applied.size(), 2u);
   EXPECT_EQ(applied[0], (std::pair<std::string, std::uint64_t>{"now", 5}));
   EXPECT_EQ(applied[1], (std::pair<std::string, std::uint64_t>{"future", 7}));
