@@ -39,6 +39,9 @@ Expected<std::vector<PlanItem>, PlanError> read_plan_part(std::span<const std::u
     if (!msg) return fail("entry " + std::to_string(i) + ": " + msg.error().message());
     if (msg->kind() != wire::Body::Command) return fail("entry " + std::to_string(i) + " is not a Command");
     if (!wire::is_valid(msg->envelope().msg_id())) return fail("entry " + std::to_string(i) + " has no valid msg_id");
+    // As the node checked it on arrival: its answer carries its priority, which must be one the
+    // sender accepts.
+    if (auto problem = wire::check(*msg)) return fail("entry " + std::to_string(i) + ": value out of range: " + *problem);
     items.push_back(PlanItem{e->decision(), std::move(*msg)});
   }
   return items;

@@ -26,7 +26,7 @@ struct PlanError {
   [[nodiscard]] std::string message() const { return text; }
 };
 // Reads one rank's part of a plan: verifies it as a StepPlan for `step` from `rank`, every entry's
-// decision and envelope (a Command, verified by `decoder`). A part that fails is an error as a
+// decision and envelope (a Command, verified by `decoder`, its values range-checked: wire::check). A part that fails is an error as a
 // whole: the ranks wrote it with the same code, so a failure is a fault, not input to skip.
 // `bytes` must be 8-byte aligned, as every part is in the gathered plan (a StepPlan is finished
 // to a multiple of 8 bytes).
