@@ -13,7 +13,7 @@ set(ESPER_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/esper)
 # (no MPI, no CUDA) are simply absent from the package.
 set(esper_libraries esper_core esper_fbs esper_fbs_dead_letter esper_wire esper_kernel_rules esper_kernels
                     esper_lifecycle esper_fabric esper_controller esper_morphogenesis esper_resilience)
-foreach(t esper_kernels_cuda esper_mpi esper_rank)
+foreach(t esper_kernels_cuda esper_mpi esper_rank_commands esper_rank)
   if(TARGET ${t})
     list(APPEND esper_libraries ${t})
   endif()

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(envelope job_state subscriber controller lifecycle_commands toml_config)
+all_targets=(envelope job_state subscriber controller lifecycle_commands toml_config node client step_plan)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all_targets[@]}")
 seconds=${ESPER_FUZZ_SECONDS:-20}

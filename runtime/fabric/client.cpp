@@ -291,14 +291,17 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
       if (connect && old != peers_.end() && old->second.endpoint == peer.endpoint) {
         peer.socket = std::move(old->second.socket);
       } else if (connect && !peer.endpoint.empty() && scheme_of(peer.endpoint) == scheme_) {
-        peer.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-        peer.socket->set(zmq::sockopt::linger, 0);
-        peer.socket->set(zmq::sockopt::sndhwm, options_.sndhwm);
-        peer.socket->set(zmq::sockopt::rcvhwm, options_.sndhwm);
+        // A socket the context cannot create (its socket limit: a table naming hundreds of moved
+        // ranks holds old and new sockets at once) or connect: not reachable from here, the
+        // broker path serves it.
         try {
+          peer.socket = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+          peer.socket->set(zmq::sockopt::linger, 0);
+          peer.socket->set(zmq::sockopt::sndhwm, options_.sndhwm);
+          peer.socket->set(zmq::sockopt::rcvhwm, options_.sndhwm);
           peer.socket->connect(peer.endpoint);
         } catch (const zmq::error_t&) {
-          peer.socket.reset();  // not reachable from here: the broker path serves it
+          peer.socket.reset();
         }
       }
       next[r->rank()] = std::move(peer);
@@ -319,7 +322,8 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
     }
   }
   peers_ = std::move(next);
-  routes_version_ = table->version() + 1;
+  // 0 stands for "no table yet": a table of version 2^64 - 1 must not wrap to it.
+  routes_version_ = std::max<std::uint64_t>(table->version() + 1, 1);
   items_.resize(1);
   item_ranks_.assign(1, -1);
   for (const auto& [rank, peer] : peers_) {

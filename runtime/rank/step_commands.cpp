@@ -21,9 +21,6 @@ using Decision = wire::PlanDecision;
 // and is answered TIMEOUT, never applied).
 constexpr std::size_t kDecidedWindow = 65536;
 constexpr std::uint64_t kKeepPastDeadlineNs = 60'000'000'000ull;
-// Plans are small (a few commands); the verifier's limits are the codec's.
-constexpr flatbuffers::uoffset_t kMaxPlanDepth = 16;
-constexpr flatbuffers::uoffset_t kMaxPlanTables = 10'000'000;
 
 wire::CommandResultT status_only(wire::Status s, std::string error) {
   wire::CommandResultT r;
@@ -38,35 +35,6 @@ std::uint64_t deadline_ns(const wire::Command& c, const wire::Envelope& e) {
 }
 
 }  // namespace
-
-Expected<std::vector<PlanItem>, PlanError> read_plan_part(std::span<const std::uint8_t> bytes, std::uint64_t step,
-                                                          int rank, wire::Decoder& decoder) {
-  auto fail = [&](const std::string& why) {
-    return unexpected(PlanError{"rank " + std::to_string(rank) + "'s plan for step " + std::to_string(step) + ": " + why});
-  };
-  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), kMaxPlanDepth, kMaxPlanTables);
-  if (!verifier.VerifyBuffer<wire::StepPlan>(nullptr)) return fail("does not verify as a StepPlan");
-  const auto* plan = flatbuffers::GetRoot<wire::StepPlan>(bytes.data());
-  if (plan->step() != step || plan->rank() != rank) {
-    return fail("is stamped step " + std::to_string(plan->step()) + " of rank " + std::to_string(plan->rank()));
-  }
-  std::vector<PlanItem> items;
-  if (plan->entries() == nullptr) return items;
-  for (flatbuffers::uoffset_t i = 0; i < plan->entries()->size(); ++i) {
-    const auto* e = plan->entries()->Get(i);
-    if (e->decision() > wire::PlanDecision::MAX) {
-      return fail("entry " + std::to_string(i) + ": decision " + std::to_string(static_cast<int>(e->decision())) +
-                  " is not APPLY, STALE or TIMEOUT");
-    }
-    if (e->envelope() == nullptr) return fail("entry " + std::to_string(i) + " has no envelope");
-    auto msg = decoder.decode(std::span<const std::uint8_t>(e->envelope()->data(), e->envelope()->size()));
-    if (!msg) return fail("entry " + std::to_string(i) + ": " + msg.error().message());
-    if (msg->kind() != wire::Body::Command) return fail("entry " + std::to_string(i) + " is not a Command");
-    if (!wire::is_valid(msg->envelope().msg_id())) return fail("entry " + std::to_string(i) + " has no valid msg_id");
-    items.push_back(PlanItem{e->decision(), std::move(*msg)});
-  }
-  return items;
-}
 
 StepCommands::StepCommands(fabric::Node* node, int world_rank, std::vector<std::uint32_t> layers, MPI_Comm comm)
     : node_(node), rank_(world_rank), layers_(std::move(layers)), comm_(comm) {
@@ -167,33 +135,15 @@ std::size_t StepCommands::boundary(std::uint64_t step, const Apply& apply, bool*
              "MPI_Allgatherv(commands)");
 
   // Every rank reads the same plan the same way, rank by rank.
-  struct Item {
-    Decision decision;
-    Key key;
-    std::size_t priority;
-    std::uint64_t sent_ns;
-    wire::Message message;
-  };
-  std::vector<Item> items;
-  std::set<Key> seen;
+  std::vector<std::vector<PlanItem>> parts(n);
   for (std::size_t r = 0; r < n; ++r) {
     if (counts[r] == 0) continue;
     auto part = read_plan_part(std::span<const std::uint8_t>(plan.data() + displs[r], static_cast<std::size_t>(counts[r])),
                                step, static_cast<int>(r), decoder_);
     if (!part) throw Error(part.error().message());
-    for (auto& p : *part) {
-      const auto id = *p.message.envelope().msg_id();
-      const Key k{id.sender(), id.seq()};
-      if (!seen.insert(k).second) continue;  // another rank's copy: the lowest rank's decision counts
-      items.push_back(Item{p.decision, k, wire::priority_index(p.message.envelope().priority()),
-                           p.message.envelope().timestamp_ns(), std::move(p.message)});
-    }
+    parts[r] = std::move(*part);
   }
-  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
-    if (a.priority != b.priority) return a.priority > b.priority;
-    if (a.sent_ns != b.sent_ns) return a.sent_ns < b.sent_ns;
-    return a.key < b.key;
-  });
+  auto items = merge_plan(std::move(parts));
 
   std::size_t applied = 0;
   for (auto& item : items) {

@@ -24,24 +24,9 @@
 
 #include "fabric/node.hpp"
 #include "mpi/collectives.hpp"
+#include "rank/step_plan.hpp"
 
 namespace esper::rank {
-
-// One command of a rank's part of a boundary's plan (fbs/control.fbs, StepPlan), read back.
-struct PlanItem {
-  wire::PlanDecision decision;
-  wire::Message message;  // verified; points into the plan's bytes
-};
-struct PlanError {
-  std::string text;
-  [[nodiscard]] std::string message() const { return text; }
-};
-// Reads one rank's part of a plan: verifies it as a StepPlan for `step` from `rank`, every entry's
-// decision and envelope (a Command, verified by `decoder`). A part that fails is an error as a
-// whole: the ranks wrote it with the same code, so a failure is a fault, not input to skip.
-[[nodiscard]] Expected<std::vector<PlanItem>, PlanError> read_plan_part(std::span<const std::uint8_t> bytes,
-                                                                        std::uint64_t step, int rank,
-                                                                        wire::Decoder& decoder);
 
 class StepCommands {
  public:

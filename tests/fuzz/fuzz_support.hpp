@@ -4,6 +4,9 @@
 // that feed a stateful consumer.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstddef>
@@ -72,6 +75,27 @@ class Sink {
 // Where Sink::publish() stores its hash: the compiler must assume something reads it.
 inline volatile std::uint64_t g_published = 0;
 inline void Sink::publish() const noexcept { g_published = h_; }
+
+// Holds the asynchronous signals (libFuzzer's timer, SIGINT, ...) of the calling thread while it
+// lives; they are delivered when it ends. For the targets that wait on ZeroMQ sockets, where a
+// signal would make a wait fail with EINTR (a zmq::error_t): a pending one is delivered at the end
+// of the input, so libFuzzer still sees a run that took too long. Threads started meanwhile
+// inherit the mask.
+class HoldSignals {
+ public:
+  HoldSignals() noexcept {
+    sigset_t block;
+    sigemptyset(&block);
+    for (const int s : {SIGALRM, SIGVTALRM, SIGPROF, SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD}) sigaddset(&block, s);
+    pthread_sigmask(SIG_BLOCK, &block, &old_);
+  }
+  ~HoldSignals() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  HoldSignals(const HoldSignals&) = delete;
+  HoldSignals& operator=(const HoldSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 // One input as a sequence of records: [control: u8][length: u16 little-endian][length bytes]. A
 // last record shorter than its length takes what is left; a record without a whole header ends

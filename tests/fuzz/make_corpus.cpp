@@ -424,6 +424,209 @@ void toml_seeds() {
   text("nested-section", "[run.inner]\nsteps = 3\n[other]\nlayers = 2\n");
 }
 
+// A command as a client sends it now: timestamp 0 (the rank's receipt time starts its timeout).
+template <class T>
+Bytes fresh(Encoder& enc, const T& body, std::uint64_t seq_id, Priority priority = Priority::NORMAL,
+            std::uint64_t timestamp_ns = 0) {
+  Header h;
+  h.msg_id = MsgId(0x0100000012345678ULL, seq_id);
+  h.priority = priority;
+  h.timestamp_ns = timestamp_ns;
+  const auto f = enc.encode(h, body);
+  return {f.begin(), f.end()};
+}
+
+std::vector<CommandT> every_command() {
+  const auto t = to_layer(0);
+  std::vector<CommandT> v;
+  v.push_back(transition_seeds(to_rank(2), 0, seed_ids({1, 4}), SeedState::GERMINATED, "wake"));
+  v.push_back(set_blueprint(t, blueprint(3, GraftingStrategy::ADAPTIVE)));
+  std::vector<CommandT> inner;
+  inner.push_back(transition_seeds(t, 0, seed_range(0, 3), SeedState::GERMINATED, "a"));
+  inner.push_back(emergency_stop(t, StopScope::SEED, 0, 2, "b"));
+  v.push_back(batch(t, std::move(inner), true, false));
+  v.push_back(emergency_stop(to_all(), StopScope::LAYER, 1, 0, "loss exploded"));
+  v.push_back(request_snapshot(to_all(), {0, 1}, "snap"));
+  v.push_back(shutdown(to_all(), "done", 1000));
+  return v;
+}
+
+void node_seeds() {
+  Encoder ctl(SourceInfo{-1, Role::CONTROLLER, "job-7", "node0", 12}, EncodeOptions{{.enabled = false}, {}});
+  // Every kind once from client a; a re-send of the first (cached answer), a copy sent twice
+  // before its answer (control bit 1), a duplicate from client b (answered to b).
+  Sequence kinds;
+  std::uint64_t seq = 1;
+  for (const auto& c : every_command()) kinds.add(fresh(ctl, c, seq++));
+  kinds.add(fresh(ctl, every_command()[0], 1));
+  kinds.add(fresh(ctl, shutdown(to_rank(2), "twice"), seq++), 2);
+  kinds.add(fresh(ctl, every_command()[4], 5), 1);
+  kinds.add(fresh(ctl, request_snapshot(to_rank(2), {}, ""), seq++, Priority::CRITICAL), 3);
+  write("node", "every-kind-and-duplicates", kinds.bytes());
+
+  // Rejected: seq 0, a msg_id reused for another command, values out of range, not a command.
+  Sequence bad;
+  Header zero;
+  zero.msg_id = MsgId(0x0100000012345678ULL, 0);
+  const auto z = ctl.encode(zero, shutdown(to_all(), "no id"));
+  bad.add(Bytes(z.begin(), z.end()));
+  bad.add(fresh(ctl, shutdown(to_all(), "first"), 40));
+  bad.add(fresh(ctl, request_snapshot(to_all(), {}, "reused"), 40));
+  bad.add(fresh(ctl, transition_seeds(to_all(), 0, all_seeds(), static_cast<SeedState>(200), "bad state"), 41));
+  bad.add(fresh(ctl, shutdown(to_all(), "bad priority"), 42, static_cast<Priority>(9)));
+  CommandT far = shutdown(to_all(), "bad target");
+  far.target = std::make_unique<CommandTarget>(static_cast<TargetKind>(7), 0, 0);
+  bad.add(fresh(ctl, far, 43));
+  bad.add(fresh(ctl, command_result(Status::OK, 1), 44));
+  bad.add(Bytes{0x01, 0x02, 0x03});
+  bad.add(fresh(ctl, shutdown(to_all(), "expired", 1000, {.timeout_ms = 1}), 45, Priority::HIGH, 1'764'547'200'000'000'000ULL));
+  write("node", "rejected", bad.bytes());
+}
+
+// Control bytes of the client target: type, aimed at command k, send the next command first.
+std::uint8_t to_client(char type, int k = -1, bool send_next = false, bool malformed = false) {
+  const std::uint8_t t = type == 'D' ? 0 : type == 'R' ? 1 : type == 'F' ? 2 : 3;
+  return static_cast<std::uint8_t>(t | (k >= 0 ? 4 | (k << 3) : 0) | (send_next ? 0x20 : 0) | (malformed ? 0x40 : 0));
+}
+
+RouteTableT route_table(std::uint64_t version, std::vector<std::int32_t> ranks, const std::string& scheme) {
+  RouteTableT routes;
+  routes.version = version;
+  for (const auto r : ranks) {
+    auto route = std::make_unique<RankRouteT>();
+    route->rank = r;
+    route->layers = {static_cast<std::uint32_t>(r % 2), 1};
+    route->command_endpoint = scheme + (scheme == "ipc" ? ":///tmp/esper-fuzz-rank-" : "://esper-fuzz-rank-") + std::to_string(r);
+    routes.ranks.push_back(std::move(route));
+  }
+  return routes;
+}
+
+void client_seeds() {
+  Encoder broker(SourceInfo{-1, Role::BROKER, "job-7", "node0", 1}, EncodeOptions{{.enabled = false}, {}});
+  Encoder rank0(SourceInfo{0, Role::RANK, "job-7", "node0", 10}, EncodeOptions{{.enabled = false}, {}});
+  Encoder rank1(SourceInfo{1, Role::RANK, "job-7", "node1", 11}, EncodeOptions{{.enabled = false}, {}});
+  std::vector<SeedOutcomeT> outcomes;
+  outcomes.push_back(seed_outcome(1, Status::OK, SeedState::DORMANT, SeedState::GERMINATED));
+  const auto ok0 = frame(rank0, command_result(Status::OK, 0, "", std::move(outcomes), 1000, 7));
+  const auto ok1 = frame(rank1, command_result(Status::OK, 1));
+  CommandDispatchT to01;
+  to01.command = std::make_unique<MsgId>(7, 1);
+  to01.ranks = {0, 1};
+  CommandDispatchT to0;
+  to0.command = std::make_unique<MsgId>(7, 1);
+  to0.ranks = {0};
+
+  Sequence dispatched;  // command 0 through the broker: dispatched to ranks 0 and 1, both answer
+  dispatched.add(frame(broker, to01), to_client('D', 0));
+  dispatched.add(ok0, to_client('R', 0));
+  dispatched.add(ok1, to_client('R', 0));
+  dispatched.add(ok1, to_client('R', 0));  // a late duplicate
+  write("client", "dispatch-then-results", dispatched.bytes());
+
+  Sequence direct;  // a route table, then commands straight to the ranks, answered
+  direct.add(frame(broker, route_table(3, {0, 1}, "ipc")), to_client('T'));
+  direct.add(ok0, to_client('R', 1, true));
+  direct.add(ok1, to_client('R', 1));
+  direct.add(frame(broker, route_table(4, {0}, "ipc")), to_client('T', -1, true));  // rank 1 leaves: lost
+  direct.add(frame(broker, route_table(5, {0, 1, 2}, "tcp")), to_client('T'));
+  direct.add(ok0, to_client('R', 2, true));
+  write("client", "routes-then-direct", direct.bytes());
+
+  Sequence failures;
+  failures.add(frame(broker, to0), to_client('D', 0));
+  failures.add(frame(broker, command_failed(MsgId(7, 1), 0, FailureReason::RANK_LOST, "rank 0 lost", 1, false)),
+               to_client('F', 0));
+  CommandDispatchT refused;
+  refused.command = std::make_unique<MsgId>(7, 2);
+  refused.reason = DispatchReason::NO_SUCH_RANK;
+  refused.detail = "no rank 0";
+  failures.add(frame(broker, refused), to_client('D', 1, true));
+  CommandDispatchT none;
+  none.command = std::make_unique<MsgId>(7, 3);
+  none.reason = DispatchReason::NO_RANK_HOLDS_LAYER;
+  none.detail = "no connected rank holds layer 1";
+  failures.add(frame(broker, none), to_client('D', 2, true));
+  write("client", "failures", failures.bytes());
+
+  Sequence hostile;  // values out of range everywhere, and a malformed message
+  hostile.add(frame(broker, to0), to_client('D', 0));
+  hostile.add(frame(rank0, command_result(static_cast<Status>(200), 0)), to_client('R', 0));
+  RouteTableT bad_routes = route_table(9, {0, 1}, "ipc");
+  bad_routes.ranks[1]->rank = -3;
+  hostile.add(frame(broker, bad_routes), to_client('T'));
+  CommandDispatchT odd;
+  odd.command = std::make_unique<MsgId>(7, 2);
+  odd.reason = static_cast<DispatchReason>(99);
+  hostile.add(frame(broker, odd), to_client('D', 1, true));
+  hostile.add(frame(broker, command_failed(MsgId(7, 2), 0, static_cast<FailureReason>(77), "?", 1, false)),
+              to_client('F', 1));
+  hostile.add(ok0, to_client('R', 1, false, true));
+  hostile.add(frame(broker, route_table(0xffffffffffffffffULL, {0}, "ipc")), to_client('T'));
+  hostile.add(ok1, to_client('D', 1));  // a result where a dispatch belongs
+  write("client", "hostile-values", hostile.bytes());
+
+  // A route table of version 2^64 - 1: the client stored version + 1, 0, which stands for "no
+  // table yet", so has_routes() stayed false and every command went through the broker.
+  Sequence wraps;
+  wraps.add(frame(broker, route_table(0xffffffffffffffffULL, {0, 1}, "ipc")), to_client('T'));
+  wraps.add(ok0, to_client('R', 0, true));
+  write("client", "crash-route-version-wraps", wraps.bytes(), true);
+
+  // Two tables of 512 ranks (max_direct_ranks) at different endpoints: while the second is read the
+  // client holds 1024 rank sockets, past the ZeroMQ context's limit (1023); creating one threw
+  // zmq::error_t "Too many open files" out of Client::poll.
+  Sequence exhaust;
+  std::vector<std::int32_t> many(512);
+  for (std::int32_t r = 0; r < 512; ++r) many[static_cast<std::size_t>(r)] = r;
+  exhaust.add(frame(broker, route_table(1, many, "ipc")), to_client('T'));
+  RouteTableT moved = route_table(2, many, "ipc");
+  for (auto& r : moved.ranks) r->command_endpoint += "-moved";
+  exhaust.add(frame(broker, moved), to_client('T'));
+  exhaust.add(ok0, to_client('R', 0, true));
+  write("client", "crash-routes-exhaust-sockets", exhaust.bytes(), true);
+}
+
+Bytes plan_part(std::uint64_t step, std::int32_t rank, const std::vector<std::pair<PlanDecision, Bytes>>& entries) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<PlanEntry>> offsets;
+  for (const auto& [d, bytes] : entries) offsets.push_back(CreatePlanEntry(fbb, d, fbb.CreateVector(bytes)));
+  fbb.Finish(CreateStepPlan(fbb, step, rank, fbb.CreateVector(offsets)));
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+void step_plan_seeds() {
+  Encoder ctl(SourceInfo{-1, Role::CONTROLLER, "job-7", "node0", 12}, EncodeOptions{{.enabled = false}, {}});
+  constexpr std::uint64_t kStep = 7;  // tests/fuzz/fuzz_step_plan.cpp
+  const auto cmds = every_command();
+  const auto at = [&](std::size_t i, std::uint64_t seq, Priority p, std::uint64_t ts) { return fresh(ctl, cmds[i], seq, p, ts); };
+  // Rank 0 and rank 1 hold copies of command 1 with different decisions: rank 0's counts.
+  Sequence two;
+  two.add(plan_part(kStep, 0, {{PlanDecision::APPLY, at(0, 1, Priority::NORMAL, 300)},
+                               {PlanDecision::APPLY, at(1, 2, Priority::NORMAL, 200)},
+                               {PlanDecision::STALE, at(5, 3, Priority::LOW, 100)}}));
+  two.add(plan_part(kStep, 1, {{PlanDecision::TIMEOUT, at(1, 2, Priority::NORMAL, 200)},
+                               {PlanDecision::APPLY, at(4, 4, Priority::CRITICAL, 400)},
+                               {PlanDecision::APPLY, at(2, 5, Priority::HIGH, 400)}}));
+  write("step_plan", "two-ranks-shared-copy", two.bytes());
+
+  Sequence three;  // rank 0 sent nothing; rank 2 applies an emergency stop then transitions
+  three.add(Bytes{}, 1);
+  three.add(plan_part(kStep, 1, {{PlanDecision::APPLY, at(3, 10, Priority::HIGH, 50)},
+                                 {PlanDecision::APPLY, at(0, 11, Priority::NORMAL, 50)}}));
+  three.add(plan_part(kStep, 2, {{PlanDecision::APPLY, fresh(ctl, transition_seeds(to_all(), 1, all_seeds(), SeedState::GERMINATED, "all"), 12)},
+                                 {PlanDecision::TIMEOUT, at(5, 13, Priority::NORMAL, 1)},
+                                 {PlanDecision::APPLY, fresh(ctl, emergency_stop(to_all(), StopScope::JOB, 0, 0, "job"), 14)}}));
+  write("step_plan", "a-silent-rank-and-a-stop", three.bytes());
+
+  Sequence wrong;  // a part stamped for another step: the plan is not applied
+  wrong.add(plan_part(kStep + 1, 0, {{PlanDecision::APPLY, at(0, 20, Priority::NORMAL, 1)}}));
+  write("step_plan", "wrong-step", wrong.bytes());
+  Sequence odd;  // a part whose entry holds a result, not a command
+  odd.add(plan_part(kStep, 0, {{PlanDecision::APPLY, fresh(ctl, command_result(Status::OK, 0), 21)}}));
+  write("step_plan", "not-a-command", odd.bytes());
+}
+
 // Hand-made hostile frames that the fuzzers' input sizes cannot reach.
 void edge_cases() {
   // A SetBlueprint whose 90,000 params are one Param table referenced 90,000 times, its name a
@@ -462,6 +665,9 @@ int main(int argc, char** argv) {
   controller_seeds();
   lifecycle_seeds();
   toml_seeds();
+  node_seeds();
+  client_seeds();
+  step_plan_seeds();
   edge_cases();
   std::printf("make_corpus: wrote %zu seed inputs under %s\n", g_files, g_root.c_str());
   return 0;
