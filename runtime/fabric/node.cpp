@@ -138,27 +138,33 @@ void Node::run(const std::stop_token& stop) {
   auto next_heartbeat = Clock::now();
   try {
     while (!stop.stop_requested()) {
-      auto now = Clock::now();
-      if (now >= next_heartbeat) {
-        send_heartbeat();
-        next_heartbeat = now + options_.heartbeat_interval;
-        zmq::message_t m;
-        while (pub_.recv(m, zmq::recv_flags::dontwait)) {  // (re)subscriptions after a broker reconnect
+      try {
+        auto now = Clock::now();
+        if (now >= next_heartbeat) {
+          send_heartbeat();
+          next_heartbeat = now + options_.heartbeat_interval;
+          zmq::message_t m;
+          while (pub_.recv(m, zmq::recv_flags::dontwait)) {  // (re)subscriptions after a broker reconnect
+          }
         }
-      }
-      // Sleeps until the next heartbeat, the end of the oldest open batch's window, or one window
-      // at most: a batch opened meanwhile is seen before its window ends, then waited for exactly.
-      const auto next_batch = send_telemetry(false);
-      send_outbox();
-      const auto wake_at = std::min(
-          {next_heartbeat, next_batch, now + std::max(options_.telemetry_window, std::chrono::milliseconds(1))});
-      zmq::poll(items.data(), n_items,
-                std::max(std::chrono::milliseconds(0), std::chrono::ceil<std::chrono::milliseconds>(wake_at - now)));
-      if (items[0].revents & ZMQ_POLLIN) receive_commands(dealer_, false);
-      if (n_items > 2 && (items[2].revents & ZMQ_POLLIN)) receive_commands(direct_, true);
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t n;
-        (void)!::read(wake_fd_, &n, sizeof n);
+        // Sleeps until the next heartbeat, the end of the oldest open batch's window, or one window
+        // at most: a batch opened meanwhile is seen before its window ends, then waited for exactly.
+        const auto next_batch = send_telemetry(false);
+        send_outbox();
+        const auto wake_at = std::min(
+            {next_heartbeat, next_batch, now + std::max(options_.telemetry_window, std::chrono::milliseconds(1))});
+        zmq::poll(items.data(), n_items,
+                  std::max(std::chrono::milliseconds(0), std::chrono::ceil<std::chrono::milliseconds>(wake_at - now)));
+        if (items[0].revents & ZMQ_POLLIN) receive_commands(dealer_, false);
+        if (n_items > 2 && (items[2].revents & ZMQ_POLLIN)) receive_commands(direct_, true);
+        if (items[1].revents & ZMQ_POLLIN) {
+          std::uint64_t n;
+          (void)!::read(wake_fd_, &n, sizeof n);
+        }
+      } catch (const zmq::error_t& e) {
+        // A signal meant for the process (SIGINT, SIGTERM, a profiler's) may land on this thread:
+        // its handler has run, and the loop goes on.
+        if (e.num() != EINTR) throw;
       }
     }
     send_telemetry(true);

@@ -1,5 +1,9 @@
 // A rank's own failure notice (Node::report_failure): the broker marks the rank lost at once, with
 // its cause, without waiting for missed heartbeats; what the rank owes fails as RANK_LOST.
+#include <pthread.h>
+
+#include <csignal>
+
 #include "fabric/fabric_fixture.hpp"
 
 namespace esper::fabric {
@@ -107,6 +111,56 @@ TEST(FailureNoticeHeartbeats, NothingIsSentOnceTheNodeHasStopped) {
   EXPECT_FALSE(node.report_failure("too late", 5s));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s) << "returns at once: nothing will hand it over";
   EXPECT_TRUE(broker.lost().empty());
+}
+
+std::atomic<int> g_signals{0};
+
+// A signal for the process lands on a thread that does not block it. Here only one fabric thread
+// can take SIGUSR1 — the node's I/O thread, then the broker's (each created while the test thread
+// left it unblocked, the other while it blocked it; libzmq's own threads block every signal) — and
+// 200 of them interrupt its zmq::poll (EINTR: no SA_RESTART). The thread runs the handler and goes
+// on: it does not fail, and a command still comes back.
+TEST(SignalsOnFabricThreads, ASignalLandingOnTheNodeOrBrokerThreadEndsNeither) {
+  struct sigaction on_usr1 {}, before {};
+  on_usr1.sa_handler = [](int) { g_signals.fetch_add(1); };
+  sigemptyset(&on_usr1.sa_mask);
+  on_usr1.sa_flags = 0;  // no SA_RESTART: a blocking call returns EINTR
+  ASSERT_EQ(::sigaction(SIGUSR1, &on_usr1, &before), 0);
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);
+  const auto with_usr1 = [&](bool unblocked, const auto& make) {
+    ::pthread_sigmask(unblocked ? SIG_UNBLOCK : SIG_BLOCK, &usr1, nullptr);
+    auto made = make();  // its thread inherits this mask
+    ::pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    return made;
+  };
+  for (const bool node_takes_it : {true, false}) {
+    SCOPED_TRACE(node_takes_it ? "the node's thread" : "the broker's thread");
+    zmq::context_t ctx;
+    auto broker = with_usr1(!node_takes_it, [&] { return std::make_unique<Broker>(ctx, broker_options("inproc")); });
+    auto node = with_usr1(node_takes_it, [&] {
+      auto o = node_options(0);
+      o.immediate_handler = [](const IncomingCommand&) { return wire::command_result(wire::Status::OK, 0); };
+      return std::make_unique<Node>(ctx, broker->endpoints().cmd, o);
+    });
+    ASSERT_TRUE(wait_for_ranks(*broker, 1));
+    g_signals = 0;
+    for (int i = 1; i <= 200; ++i) {
+      ::kill(::getpid(), SIGUSR1);
+      ASSERT_TRUE(eventually([&] { return g_signals.load() >= i; }, 5s)) << "signal " << i << " was not handled";
+    }
+    EXPECT_FALSE(node->failure()) << node->failure()->message();
+    EXPECT_FALSE(broker->failure()) << broker->failure()->message();
+    Client client(ctx, broker->endpoints().cmd);
+    ASSERT_TRUE(ready(client, Path::Direct, 1));
+    const auto out = client.call(wire::shutdown(wire::to_rank(0), "after the signals"));
+    ASSERT_EQ(out.targets.size(), 1u);
+    EXPECT_TRUE(out.all_ok()) << out.targets[0].detail;
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::sigaction(SIGUSR1, &before, nullptr);
 }
 
 }  // namespace
