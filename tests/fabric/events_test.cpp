@@ -116,34 +116,57 @@ TEST(Events, ASubscriberWhoseTelemetryPipeIsSaturatedStillReceivesEveryEventInOr
   EXPECT_EQ(sub.state().sequence(), kEvents + 1);
 }
 
+// A broker whose event pipe to one subscriber is tiny (2 messages each way) and keeps `history`
+// events for replay, a synced subscriber of events only, and a node that has emitted `events`
+// events at once: once the broker has published or dropped every one (and its own RankJoined),
+// some were dropped for that subscriber.
+struct OverflowedEvents {
+  zmq::context_t ctx;
+  SubscriberOptions so;
+  std::unique_ptr<Broker> broker;
+  std::unique_ptr<Subscriber> sub;
+  std::unique_ptr<Node> node;
+
+  OverflowedEvents(std::uint32_t events, std::size_t history) {
+    BrokerOptions bo = broker_options("inproc");
+    bo.event_hwm = 2;
+    bo.event_history = history;
+    broker = std::make_unique<Broker>(ctx, bo);
+    so.topics = {"evt/"};
+    so.event_rcvhwm = 2;
+    sub = std::make_unique<Subscriber>(ctx, broker->endpoints().cmd, so);
+    EXPECT_TRUE(sub->wait_ready(5s));
+    EXPECT_TRUE(sub->sync(5s));
+    node = std::make_unique<Node>(ctx, broker->endpoints().cmd, node_options(0, {0, 1}));
+    for (std::uint32_t i = 0; i < events; ++i) node->emit(transition(i));
+    EXPECT_TRUE(eventually([&] {
+      const auto c = broker->counters();
+      return c.events + c.events_dropped == events + 1;
+    }, 20s));
+  }
+  // A subscriber that joins now: what the broker's state is.
+  [[nodiscard]] JobState fresh_state() {
+    Subscriber fresh(ctx, broker->endpoints().cmd, so);
+    EXPECT_TRUE(fresh.sync(5s));
+    return fresh.state();
+  }
+};
+
 // Events the broker could not publish to a subscriber (its event pipe forced tiny and full) are
 // replayed to it in order, before the event that showed the gap; its state ends where the
 // broker's is.
 TEST(Events, ASubscriberThatMissesEventsRecoversThemFromTheBroker) {
-  zmq::context_t ctx;
-  BrokerOptions bo = broker_options("inproc");
-  bo.event_hwm = 2;
-  Broker broker(ctx, bo);
-  SubscriberOptions so;
-  so.topics = {"evt/"};
-  so.event_rcvhwm = 2;
-  Subscriber sub(ctx, broker.endpoints().cmd, so);
-  ASSERT_TRUE(sub.wait_ready(5s));
-  ASSERT_TRUE(sub.sync(5s));
-  Node node(ctx, broker.endpoints().cmd, node_options(0, {0, 1}));
   constexpr std::uint32_t kEvents = 200;
-  for (std::uint32_t i = 0; i < kEvents; ++i) node.emit(transition(i));
-  ASSERT_TRUE(eventually([&] {
-    const auto c = broker.counters();
-    return c.events + c.events_dropped == kEvents + 1;
-  }, 20s));
+  OverflowedEvents f(kEvents, BrokerOptions{}.event_history);
+  auto& broker = *f.broker;
+  auto& sub = *f.sub;
   const auto dropped = broker.counters().events_dropped;
   ASSERT_GT(dropped, 0u) << "the event pipe was meant to overflow";
   // The events that made it through, then one more once the pipe has room: the ones dropped at
   // the end are a gap only when a later event arrives.
   auto seen = read_events(sub, broker.counters().events);
   ASSERT_EQ(seen.sequences.size(), broker.counters().events);
-  node.emit(transition(kEvents));
+  f.node->emit(transition(kEvents));
   const auto rest = read_events(sub, kEvents + 2 - seen.sequences.size());
   seen.sequences.insert(seen.sequences.end(), rest.sequences.begin(), rest.sequences.end());
   seen.recovered += rest.recovered;
@@ -155,36 +178,19 @@ TEST(Events, ASubscriberThatMissesEventsRecoversThemFromTheBroker) {
   EXPECT_EQ(c.events_recovered, dropped);
   EXPECT_EQ(c.events_unrecovered, 0u);
   EXPECT_GT(c.event_replays, 0u);
-  // Its state is what a snapshot taken now holds.
-  Subscriber fresh(ctx, broker.endpoints().cmd, so);
-  ASSERT_TRUE(fresh.sync(5s));
-  EXPECT_EQ(sub.state(), fresh.state());
+  EXPECT_EQ(sub.state(), f.fresh_state()) << "its state is what a snapshot taken now holds";
 }
 
 // Events older than the broker keeps cannot be replayed: they are counted, and the subscriber's
 // state is fetched anew, so that it still equals the broker's.
 TEST(Events, MissedEventsOlderThanTheBrokerKeepsAreCountedAndTheStateIsResynced) {
-  zmq::context_t ctx;
-  BrokerOptions bo = broker_options("inproc");
-  bo.event_hwm = 2;
-  bo.event_history = 4;
-  Broker broker(ctx, bo);
-  SubscriberOptions so;
-  so.topics = {"evt/"};
-  so.event_rcvhwm = 2;
-  Subscriber sub(ctx, broker.endpoints().cmd, so);
-  ASSERT_TRUE(sub.wait_ready(5s));
-  ASSERT_TRUE(sub.sync(5s));
-  Node node(ctx, broker.endpoints().cmd, node_options(0, {0, 1}));
   constexpr std::uint32_t kEvents = 100;
-  for (std::uint32_t i = 0; i < kEvents; ++i) node.emit(transition(i));
-  ASSERT_TRUE(eventually([&] {
-    const auto c = broker.counters();
-    return c.events + c.events_dropped == kEvents + 1;
-  }, 20s));
+  OverflowedEvents f(kEvents, 4);
+  auto& broker = *f.broker;
+  auto& sub = *f.sub;
   // Read what made it through, then one more event shows the gap.
   (void)read_events(sub, broker.counters().events);
-  node.emit(transition(kEvents));
+  f.node->emit(transition(kEvents));
   ASSERT_TRUE(eventually([&] {
     (void)sub.next(10ms);
     return sub.event_sequence() == kEvents + 2;
@@ -192,9 +198,7 @@ TEST(Events, MissedEventsOlderThanTheBrokerKeepsAreCountedAndTheStateIsResynced)
   const auto c = sub.counters();
   EXPECT_GT(c.events_unrecovered, 0u);
   EXPECT_EQ(c.event_gaps, broker.counters().events_dropped);
-  Subscriber fresh(ctx, broker.endpoints().cmd, so);
-  ASSERT_TRUE(fresh.sync(5s));
-  EXPECT_EQ(sub.state(), fresh.state());
+  EXPECT_EQ(sub.state(), f.fresh_state());
 }
 
 // Telemetry drops at every stage — the rank's queue, its publisher's high-water mark, the broker,

@@ -67,6 +67,18 @@ class DeadLetters : public ::testing::Test {
     return out;
   }
 
+  // `esper broker` on a private ipc endpoint, and the command endpoint it prints (empty if none).
+  std::unique_ptr<ChildProcess> start_broker() const {
+    return std::make_unique<ChildProcess>(
+        std::vector<std::string>{ESPER_CLI, "broker", "--bind", "ipc://" + (root_ / "b").string(), "--stats-every", "0"});
+  }
+  static std::string broker_cmd(ChildProcess& broker) {
+    const auto line = broker.read_line_starting("endpoints", 10s);
+    if (!line) return {};
+    const auto at = line->find("cmd=");
+    return line->substr(at + 4, line->find(' ', at) - at - 4);
+  }
+
   fs::path root_, dir_;
 };
 
@@ -224,11 +236,9 @@ TEST_F(DeadLetters, AWriterKilledMidAppendLosesAtMostTheTornRecord) {
 
 // The tool: list and show with filters, purge, and replay through a real broker to a real rank.
 TEST_F(DeadLetters, EsperDlqListsShowsPurgesAndReplaysToARank) {
-  ChildProcess broker({ESPER_CLI, "broker", "--bind", "ipc://" + (root_ / "b").string(), "--stats-every", "0"});
-  const auto line = broker.read_line_starting("endpoints", 10s);
-  ASSERT_TRUE(line) << broker.output();
-  const auto at = line->find("cmd=");
-  const std::string cmd = line->substr(at + 4, line->find(' ', at) - at - 4);
+  auto broker = start_broker();
+  const std::string cmd = broker_cmd(*broker);
+  ASSERT_FALSE(cmd.empty()) << broker->output();
   ChildProcess rank({ESPER_FABRIC_PEER, "rank", "--broker", cmd, "--rank", "1", "--layers", "0"});
   ASSERT_TRUE(rank.read_line_starting("ready", 10s)) << rank.output();
 
@@ -274,19 +284,17 @@ TEST_F(DeadLetters, EsperDlqListsShowsPurgesAndReplaysToARank) {
 
   rank.signal(SIGTERM);
   EXPECT_TRUE(rank.wait(10s));
-  broker.signal(SIGTERM);
-  EXPECT_EQ(exit_code(broker.wait(10s)), 0) << broker.output();
+  broker->signal(SIGTERM);
+  EXPECT_EQ(exit_code(broker->wait(10s)), 0) << broker->output();
 }
 
 // The client writes the dead letter: `esper ctl send --dlq` to a rank that is not there fails
 // (RANK_LOST), is kept with the command's bytes, and once the rank has come back `esper dlq replay`
 // gets its result.
 TEST_F(DeadLetters, AFailedCtlCommandIsDeadLetteredAndReplayedOnceItsRankIsBack) {
-  ChildProcess broker({ESPER_CLI, "broker", "--bind", "ipc://" + (root_ / "b").string(), "--stats-every", "0"});
-  const auto line = broker.read_line_starting("endpoints", 10s);
-  ASSERT_TRUE(line) << broker.output();
-  const auto at = line->find("cmd=");
-  const std::string cmd = line->substr(at + 4, line->find(' ', at) - at - 4);
+  auto broker = start_broker();
+  const std::string cmd = broker_cmd(*broker);
+  ASSERT_FALSE(cmd.empty()) << broker->output();
 
   ChildProcess ctl({ESPER_CLI, "ctl", "send", "--broker", cmd, "--target", "rank:2", "--timeout-ms", "2000", "--dlq",
                     dir_.string(), "transition", "--layer", "0", "--seeds", "1", "--to", "GERMINATED"});
@@ -315,8 +323,8 @@ TEST_F(DeadLetters, AFailedCtlCommandIsDeadLetteredAndReplayedOnceItsRankIsBack)
   rank.signal(SIGTERM);
   EXPECT_TRUE(rank.wait(10s));
   EXPECT_NE(rank.output().find("done applied=1"), std::string::npos) << "applied once, by the replay: " << rank.output();
-  broker.signal(SIGTERM);
-  EXPECT_EQ(exit_code(broker.wait(10s)), 0) << broker.output();
+  broker->signal(SIGTERM);
+  EXPECT_EQ(exit_code(broker->wait(10s)), 0) << broker->output();
 }
 
 }  // namespace
