@@ -123,7 +123,9 @@ class Client {
   // controller's decisions and alerts. Would-block is returned, never dropped silently.
   [[nodiscard]] Expected<wire::MsgId, SendError> emit(const wire::EventT& event);
   // Pumps I/O and timers for at most `timeout` (returns early once something completes) and
-  // returns the commands that reached their terminal outcome.
+  // returns the commands that reached their terminal outcome. A signal that interrupts its wait
+  // throws zmq::error_t with EINTR; nothing is lost (what completed before the wait is kept for the
+  // next call), so a caller with signal handlers catches it and polls again.
   std::vector<CommandOutcome> poll(std::chrono::milliseconds timeout);
   // send() then poll() until that command completes. Throws esper::Error if it cannot be sent.
   // Other commands that complete meanwhile are dropped: use send() and poll() for several in flight.
