@@ -38,6 +38,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "core/little_endian.hpp"
 #include "fbs/envelope_generated.h"
 
 namespace esper::fabric {
@@ -85,17 +86,6 @@ struct Meta {
 };
 inline constexpr std::size_t kMetaSize = 24;
 inline constexpr std::uint8_t kMetaVersion = 1;
-
-namespace le {
-inline void put(std::uint8_t* p, std::uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-inline std::uint64_t get(const std::uint8_t* p, int bytes) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= std::uint64_t{p[i]} << (8 * i);
-  return v;
-}
-}  // namespace le
 
 inline std::array<std::uint8_t, kMetaSize> meta_bytes(const Meta& m) {
   std::array<std::uint8_t, kMetaSize> b{};

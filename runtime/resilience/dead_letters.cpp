@@ -15,6 +15,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "core/little_endian.hpp"
 
 namespace esper::resilience {
 namespace {
@@ -27,13 +28,6 @@ constexpr std::size_t kHeader = 12;                 // magic, length, crc32
 constexpr std::uint32_t kMaxRecord = 64u << 20;     // a longer length is not a record
 constexpr const char* kLockName = ".lock";
 
-std::uint32_t load_le32(const std::uint8_t* p) {
-  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
-}
-void store_le32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
 std::uint32_t checksum(std::span<const std::uint8_t> bytes) {
   return static_cast<std::uint32_t>(::crc32_z(0L, bytes.data(), bytes.size()));
 }
@@ -125,8 +119,8 @@ std::vector<std::uint8_t> encode_record(const wire::DeadLetterT& letter) {
   const std::span<const std::uint8_t> payload(fbb.GetBufferPointer(), fbb.GetSize());
   std::vector<std::uint8_t> out(kHeader + payload.size());
   std::copy(kMagic.begin(), kMagic.end(), out.begin());
-  store_le32(out.data() + 4, static_cast<std::uint32_t>(payload.size()));
-  store_le32(out.data() + 8, checksum(payload));
+  le::put(out.data() + 4, payload.size(), 4);
+  le::put(out.data() + 8, checksum(payload), 4);
   std::copy(payload.begin(), payload.end(), out.begin() + kHeader);
   return out;
 }
@@ -141,7 +135,7 @@ RecordRead decode_record(std::span<const std::uint8_t> bytes) {
     r.problem = "no record starts here (" + std::to_string(bytes.size()) + " bytes left unread)";
     return r;
   }
-  const std::uint32_t length = load_le32(bytes.data() + 4);
+  const std::uint32_t length = static_cast<std::uint32_t>(le::get(bytes.data() + 4, 4));
   if (length > kMaxRecord) {
     r.problem = "record length " + std::to_string(length) + " is over the limit of " + std::to_string(kMaxRecord) +
                 " (" + std::to_string(bytes.size()) + " bytes left unread)";
@@ -155,7 +149,7 @@ RecordRead decode_record(std::span<const std::uint8_t> bytes) {
   }
   r.consumed = kHeader + length;
   const auto payload = bytes.subspan(kHeader, length);
-  if (checksum(payload) != load_le32(bytes.data() + 8)) {
+  if (checksum(payload) != static_cast<std::uint32_t>(le::get(bytes.data() + 8, 4))) {
     r.problem = "checksum mismatch in a record of " + std::to_string(length) + " bytes";
     return r;
   }
