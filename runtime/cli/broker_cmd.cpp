@@ -27,8 +27,12 @@ Run add_broker(CLI::App& app) {
   auto opts = std::make_shared<fabric::BrokerOptions>();
   auto stats_every = std::make_shared<double>(10.0);
   app.add_option("--bind", opts->bind,
-                 "base endpoint: tcp://HOST:PORT (port 0 picks one), ipc://PATH or inproc://NAME")
+                 "base endpoint: tcp://HOST:PORT (the command endpoint; pub, sub and evt on the next three ports, so "
+                 "that a restarted broker is found again; port 0 picks free ones), ipc://PATH or inproc://NAME")
       ->capture_default_str();
+  app.add_option("--bind-pub", opts->pub_bind, "the publishers' endpoint, instead of the one derived from --bind");
+  app.add_option("--bind-sub", opts->sub_bind, "the telemetry subscribers' endpoint, instead of the derived one");
+  app.add_option("--bind-evt", opts->evt_bind, "the event subscribers' endpoint, instead of the derived one");
   app.add_option("--pub-hwm", opts->pub_hwm, "messages queued per publisher and subscriber")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -47,9 +51,10 @@ Run add_broker(CLI::App& app) {
     fabric::Broker broker(ctx, *opts);
     const auto& e = broker.endpoints();
     // One machine-readable line first: scripts and tests read the endpoints from it.
-    std::printf("endpoints cmd=%s pub=%s sub=%s evt=%s\n", e.cmd.c_str(), e.pub.c_str(), e.sub.c_str(), e.evt.c_str());
+    std::printf("endpoints cmd=%s pub=%s sub=%s evt=%s epoch=%016llx\n", e.cmd.c_str(), e.pub.c_str(), e.sub.c_str(),
+                e.evt.c_str(), static_cast<unsigned long long>(broker.epoch()));
     std::fflush(stdout);
-    spdlog::info("broker up: clients and ranks connect to {}", e.cmd);
+    spdlog::info("broker up (epoch {:016x}): clients and ranks connect to {}", broker.epoch(), e.cmd);
     auto next_stats = std::chrono::steady_clock::now() + std::chrono::duration<double>(*stats_every);
     while (!stop_requested()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

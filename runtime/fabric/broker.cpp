@@ -5,6 +5,7 @@
 #include <array>
 #include <deque>
 #include <map>
+#include <random>
 #include <set>
 #include <unordered_map>
 
@@ -125,9 +126,22 @@ struct Broker::Impl {
   }
 };
 
-Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(options)) {
+namespace {
+// A random non-zero epoch: two runs of a broker never share one (odds 2^-64).
+std::uint64_t draw_epoch() {
+  std::random_device rd;
+  std::uint64_t e = 0;
+  while (e == 0) e = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ static_cast<std::uint64_t>(::getpid()) << 17;
+  return e;
+}
+}  // namespace
+
+Broker::Broker(zmq::context_t& ctx, BrokerOptions options) : options_(std::move(options)), epoch_(draw_epoch()) {
   impl_ = std::make_unique<Impl>(*this, ctx);
-  const Endpoints want = bind_addresses(options_.bind);
+  Endpoints want = bind_addresses(options_.bind);
+  if (!options_.pub_bind.empty()) want.pub = options_.pub_bind;
+  if (!options_.sub_bind.empty()) want.sub = options_.sub_bind;
+  if (!options_.evt_bind.empty()) want.evt = options_.evt_bind;
   auto& i = *impl_;
   i.xsub.set(zmq::sockopt::rcvhwm, options_.pub_hwm);
   i.xpub.set(zmq::sockopt::sndhwm, options_.pub_hwm);
@@ -306,9 +320,14 @@ void Broker::Impl::handle_router() {
       on_replay(from, parts);
       continue;
     }
+    if (type == frame::kKeepalive) {
+      std::array<zmq::message_t, 2> reply{encode_epoch(self.epoch_), encode_epoch(event_seq)};
+      send_to(from, frame::kKeepalive, reply);
+      continue;
+    }
     if (type == frame::kSnapshot) {
       const auto f = encoder.encode(wire::Header{ids.next()}, state.snapshot());
-      std::array<zmq::message_t, 2> reply{encode_meta(Meta{.sequence = state.sequence()}), zmq::message_t(f.data(), f.size())};
+      std::array<zmq::message_t, 2> reply{encode_meta(Meta{.sequence = state.sequence(), .epoch = self.epoch_}), zmq::message_t(f.data(), f.size())};
       send_to(from, frame::kSnapshot, reply);
       continue;
     }
@@ -344,8 +363,14 @@ void Broker::Impl::handle_router() {
     }
     switch (type) {
       case frame::kHeartbeat:
-        if (msg->kind() == wire::Body::Heartbeat) on_heartbeat(from, *msg, parts[2]);
-        else reject("broker cmd", "'H' frame does not hold a Heartbeat", parts[2]);
+        if (msg->kind() == wire::Body::Heartbeat) {
+          on_heartbeat(from, *msg, parts[2]);
+          // The answer tells the rank this broker is there, and which one (a restart is a new epoch).
+          std::array<zmq::message_t, 1> ack{encode_epoch(self.epoch_)};
+          send_to(from, frame::kHeartbeat, ack);
+        } else {
+          reject("broker cmd", "'H' frame does not hold a Heartbeat", parts[2]);
+        }
         break;
       case frame::kCommand:
         if (msg->kind() == wire::Body::Command) on_command(from, parts[2], *msg);
@@ -603,7 +628,7 @@ void Broker::Impl::publish_event(std::span<const std::uint8_t> envelope, const w
     bump(self.counters_.events_dropped);  // subscribers see the gap in the sequence and have it replayed
     return;
   }
-  evt.send(encode_meta(Meta{.sequence = seq}), zmq::send_flags::sndmore);
+  evt.send(encode_meta(Meta{.sequence = seq, .epoch = self.epoch_}), zmq::send_flags::sndmore);
   evt.send(zmq::message_t(envelope.data(), envelope.size()), zmq::send_flags::none);
   bump(self.counters_.events);
 }
@@ -626,7 +651,7 @@ void Broker::Impl::on_replay(const std::string& from, const std::vector<zmq::mes
   if (status[0] == kReplayOk && first <= event_seq) {
     // The history holds consecutive sequence numbers: the index of `first` is its distance from the oldest.
     for (auto i = static_cast<std::size_t>(first - oldest); i < history.size() && reply.size() < 1 + 2 * kReplayMax; ++i) {
-      reply.push_back(encode_meta(Meta{.sequence = history[i].first}));
+      reply.push_back(encode_meta(Meta{.sequence = history[i].first, .epoch = self.epoch_}));
       reply.emplace_back(history[i].second.data(), history[i].second.size());
     }
   }

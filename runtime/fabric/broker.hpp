@@ -13,6 +13,10 @@
 // (RankLost event, a new route table) and the commands it still owes end at their clients as
 // "rank lost". So is, at once, a rank that reports its own failure (a RankLost event about itself,
 // Node::report_failure); heartbeats from that connection no longer revive it.
+// Restarts: a broker restarted on the same endpoints (tcp: fixed ports, see bind_addresses; ipc:
+// the same paths) is found again by every peer's socket; its new random epoch, stamped on events
+// and answered to heartbeats ('H') and keepalives ('K'), tells the peers to re-register, ask for
+// routes again and count event sequences anew (docs/broker-restarts.md).
 // Events (ranks -> ROUTER): stamped with one broker sequence (a global order), applied to the job
 // state that answers late joiners' snapshot requests, kept in a ring of the last `event_history`
 // (replayed by sequence on request, 'V'), and published on an XPUB of their own (Endpoints::evt,
@@ -39,7 +43,9 @@
 namespace esper::fabric {
 
 struct BrokerOptions {
-  std::string bind = "tcp://127.0.0.1:0";  // see bind_addresses(); port 0 picks a free port
+  std::string bind = "tcp://127.0.0.1:0";  // see bind_addresses(); port 0 picks free ports
+  // Each of the other endpoints given explicitly (empty: derived from `bind`).
+  std::string pub_bind, sub_bind, evt_bind;
   int pub_hwm = 1000;                      // messages queued per publisher and per subscriber
   int cmd_hwm = 100'000;
   int event_hwm = 100'000;                 // events queued per subscriber on the event XPUB
@@ -78,6 +84,9 @@ class Broker {
   void remove_socket_files() const noexcept;
 
   [[nodiscard]] const Endpoints& endpoints() const noexcept { return endpoints_; }
+  // This run's epoch: random, non-zero, drawn at construction; stamped on events, snapshots and
+  // replays and sent in answer to heartbeats and keepalives, so that peers notice a restart.
+  [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
   [[nodiscard]] std::vector<std::int32_t> live_ranks() const;
@@ -89,6 +98,7 @@ class Broker {
  private:
   struct Impl;
   BrokerOptions options_;
+  std::uint64_t epoch_;
   Endpoints endpoints_;
   Counters counters_;
   RejectLog rejects_;

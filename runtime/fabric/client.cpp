@@ -1,5 +1,7 @@
 #include "fabric/client.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "wire/validate.hpp"
@@ -30,7 +32,7 @@ Client::Client(zmq::context_t& ctx, const std::string& broker, ClientOptions opt
   connect_or_throw(dealer_, broker);
   items_.push_back({dealer_.handle(), 0, ZMQ_POLLIN, 0});
   item_ranks_.push_back(-1);
-  if (options_.direct) (void)send_frame(frame::kRoutes, {});  // the table arrives while polling
+  if (options_.direct) ask_routes();  // the table arrives while polling
 }
 
 std::chrono::milliseconds Client::jittered(std::chrono::milliseconds d) {
@@ -120,6 +122,30 @@ bool Client::send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes)
 
 bool Client::send_frame(char type, std::span<const std::uint8_t> bytes) { return send_on(dealer_, type, bytes); }
 
+void Client::ask_routes() {
+  (void)send_frame(frame::kKeepalive, {});
+  (void)send_frame(frame::kRoutes, {});
+}
+
+void Client::on_keepalive(const zmq::message_t& frame) {
+  const auto epoch = decode_epoch(frame);
+  if (epoch == 0) {
+    bump(counters_.frames_rejected);
+    rejects_.add("client", "keepalive answer without an 8-byte non-zero epoch", bytes(frame));
+    return;
+  }
+  if (epoch_ != 0 && epoch != epoch_) {
+    bump(counters_.broker_restarts);
+    spdlog::warn("client: the broker restarted (epoch {:016x}, was {:016x}); asking for its route table again", epoch,
+                 epoch_);
+    restart_grace_until_ = Clock::now() + options_.restart_grace;
+    epoch_ = epoch;
+    if (options_.direct) (void)send_frame(frame::kRoutes, {});
+    return;
+  }
+  epoch_ = epoch;
+}
+
 bool Client::send_on(zmq::socket_t& socket, char type, std::span<const std::uint8_t> bytes) {
   if (!socket.send(type_frame(type), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
     bump(counters_.send_would_block);
@@ -176,6 +202,10 @@ std::vector<CommandOutcome> Client::poll(std::chrono::milliseconds timeout) {
       check_timers(now, done);
       next_timer_check_ = now + std::chrono::milliseconds(2);
     }
+    if (options_.keepalive.count() > 0 && now >= next_keepalive_) {
+      (void)send_frame(frame::kKeepalive, {});
+      next_keepalive_ = now + options_.keepalive;
+    }
     if (!done.empty() || (polled && now >= until)) return done;
     const auto wait = std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
                                std::chrono::milliseconds(pending_.empty() ? 50 : 2));
@@ -213,6 +243,8 @@ void Client::receive(std::vector<CommandOutcome>& done) {
       on_failure(parts[1], done);
     } else if (type == frame::kRoutes && parts.size() == 2) {
       on_routes(parts[1], done);
+    } else if (type == frame::kKeepalive && parts.size() >= 2) {
+      on_keepalive(parts[1]);
     } else {
       bump(counters_.frames_rejected);
       rejects_.add("client", "unexpected message from the broker (" + std::to_string(parts.size()) + " frames)",
@@ -305,6 +337,13 @@ void Client::on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>&
         }
       }
       next[r->rank()] = std::move(peer);
+    }
+  }
+  // Just after a broker restart, a rank missing from the new broker's table has not heartbeated to
+  // it yet: it keeps its route (and its commands go on) until the grace has passed.
+  if (Clock::now() < restart_grace_until_) {
+    for (auto& [rank, peer] : peers_) {
+      if (!next.contains(rank)) next[rank] = std::move(peer);
     }
   }
   std::vector<Key> affected;
@@ -560,7 +599,7 @@ void Client::check_timers(Clock::time_point now, std::vector<CommandOutcome>& do
   for (const auto& k : finished) finish(k, pending_.at(k), done);
   // A direct command without an answer: ask for the table again, in case a change was missed (or
   // a restarted broker forgot this client's subscription).
-  if (ask_routes) (void)send_frame(frame::kRoutes, {});
+  if (ask_routes) this->ask_routes();
 }
 
 }  // namespace esper::fabric

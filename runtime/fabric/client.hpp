@@ -17,6 +17,9 @@
 // targets, acknowledges them with 'D' and forwards) before the table has arrived, when a target
 // has no direct endpoint on this client's transport, when the table shows no target, or with
 // ClientOptions::direct off.
+// A broker that restarts (on the same endpoints) is noticed by its new epoch in the answer to a
+// keepalive: the client asks for its route table again; commands in flight are re-sent as usual
+// until their deadline and deduplicated by the ranks, so each still ends in exactly one outcome.
 // Results, failures, dispatches and route tables are range-checked (wire/validate.hpp) before use:
 // one with a value out of range is counted (values_rejected), kept in rejects() and logged; a
 // result so rejected ends its target as UNDECODABLE, naming the field.
@@ -70,6 +73,12 @@ struct ClientOptions {
   // before: a rank may decide to apply the command up to its deadline, and this covers the
   // result's way back (and the handler's run) after that decision.
   std::chrono::milliseconds result_grace{500};
+  // How often poll() asks the broker for its epoch ('K'; 0: never). A new epoch is a restarted
+  // broker: the client subscribes to its route table again (docs/broker-restarts.md).
+  std::chrono::milliseconds keepalive{1000};
+  // For this long after a broker restart, a rank missing from the new broker's route table is taken
+  // as not re-registered yet (its heartbeat is due), not as lost: its commands go on.
+  std::chrono::milliseconds restart_grace{5000};
   // Where a target's terminal failure (timeout, rank lost, rejected, undecodable result) is kept as
   // a dead letter with the command's bytes (docs/dead-letters.md); none: failures are only returned.
   std::shared_ptr<resilience::DeadLetterQueue> dead_letters;
@@ -177,6 +186,9 @@ class Client {
   void on_peer_message(std::int32_t rank, const std::vector<zmq::message_t>& parts, std::vector<CommandOutcome>& done);
   bool wait_on_one_rank(std::chrono::milliseconds wait, std::vector<CommandOutcome>& done);
   void on_routes(const zmq::message_t& frame, std::vector<CommandOutcome>& done);
+  void on_keepalive(const zmq::message_t& frame);
+  // [K] then [T]: the broker answers in order, so the epoch is known before its table arrives.
+  void ask_routes();
   // The targets for a direct send, or empty when the command must go through the broker.
   std::vector<std::int32_t> direct_targets(const wire::CommandTarget& target) const;
   bool send_direct(std::int32_t rank, std::span<const std::uint8_t> bytes);
@@ -220,6 +232,9 @@ class Client {
   std::mt19937_64 rng_{std::random_device{}()};
   Clock::time_point next_timer_check_{};
   Clock::time_point next_broker_read_{};  // wait_on_one_rank's reads of the broker's socket
+  Clock::time_point next_keepalive_{};
+  std::uint64_t epoch_ = 0;  // the broker's, from its keepalive answers; 0: not known yet
+  Clock::time_point restart_grace_until_{};  // see ClientOptions::restart_grace
 };
 
 }  // namespace esper::fabric

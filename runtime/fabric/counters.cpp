@@ -38,6 +38,9 @@ CounterValues Counters::values() const noexcept {
   out.events_recovered = v(events_recovered);
   out.events_unrecovered = v(events_unrecovered);
   out.event_replays = v(event_replays);
+  out.broker_restarts = v(broker_restarts);
+  out.broker_outages = v(broker_outages);
+  out.telemetry_records_dropped_outage = v(telemetry_records_dropped_outage);
   out.heartbeats = v(heartbeats);
   out.ranks_lost = v(ranks_lost);
   return out;

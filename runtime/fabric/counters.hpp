@@ -51,6 +51,10 @@ struct CounterValues {
   std::uint64_t event_replays = 0;         // broker: replay requests answered; subscriber: sent
   std::uint64_t heartbeats = 0;
   std::uint64_t ranks_lost = 0;
+  // Broker restarts and outages (docs/broker-restarts.md), as each peer sees them:
+  std::uint64_t broker_restarts = 0;  // node, client, subscriber: a new broker epoch seen
+  std::uint64_t broker_outages = 0;   // node: the broker went silent (telemetry held from then on)
+  std::uint64_t telemetry_records_dropped_outage = 0;  // node: the outage buffer was full (oldest dropped)
 };
 
 class Counters {
@@ -62,7 +66,8 @@ class Counters {
       telemetry_batches_dropped{0}, telemetry_records_dropped{0}, telemetry_records_dropped_queue{0},
       telemetry_records_dropped_hwm{0}, telemetry_records_dropped_broker{0}, telemetry_records_rejected{0},
       telemetry_records_missing{0}, events{0}, events_dropped{0}, event_gaps{0}, events_recovered{0},
-      events_unrecovered{0}, event_replays{0}, heartbeats{0}, ranks_lost{0};
+      events_unrecovered{0}, event_replays{0}, heartbeats{0}, ranks_lost{0}, broker_restarts{0}, broker_outages{0},
+      telemetry_records_dropped_outage{0};
 
   [[nodiscard]] CounterValues values() const noexcept;
 };

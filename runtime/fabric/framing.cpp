@@ -24,7 +24,22 @@ Endpoints bind_addresses(const std::string& base) {
       throw Error("tcp endpoint '" + base + "' needs a port: tcp://HOST:PORT (port 0 picks a free one)");
     }
     const std::string host = base.substr(0, colon);
-    return {base, host + ":0", host + ":0", host + ":0"};
+    const std::string port_text = base.substr(colon + 1);
+    unsigned long port = 0;
+    try {
+      std::size_t used = 0;
+      port = std::stoul(port_text, &used);
+      if (used != port_text.size()) throw std::invalid_argument(port_text);
+    } catch (const std::exception&) {
+      throw Error("tcp endpoint '" + base + "': the port '" + port_text + "' is not a number");
+    }
+    if (port == 0) return {base, host + ":0", host + ":0", host + ":0"};
+    if (port > 65535 - 3) {
+      throw Error("tcp endpoint '" + base + "': the broker takes the port and the three after it (pub, sub, evt), so it "
+                  "must be at most 65532");
+    }
+    const auto at = [&](unsigned long offset) { return host + ":" + std::to_string(port + offset); };
+    return {base, at(1), at(2), at(3)};
   }
   if (scheme == "ipc" || scheme == "inproc") return {base + ".cmd", base + ".pub", base + ".sub", base + ".evt"};
   throw Error("endpoint '" + base + "': transport '" + scheme + "' is not supported (tcp, ipc, inproc)");

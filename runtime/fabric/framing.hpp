@@ -2,12 +2,15 @@
 //
 // Pub/sub (telemetry and events), three frames:   [topic][meta][envelope]
 //   topic  "tel/<layer>" or "evt/<layer>": the subscription prefix
-//   meta   24 bytes, little-endian (Meta below): version, flags, records (u32: telemetry records in
+//   meta   32 bytes, little-endian (Meta below): version, flags, records (u32: telemetry records in
 //          the envelope), sequence (u64: the broker's event sequence, or the publisher's batch
-//          count), records_total (u64: the publisher's records so far, for drop accounting)
+//          count), records_total (u64: the publisher's records so far, for drop accounting), epoch
+//          (u64: the broker's, on what the broker stamps)
 // Events are published on their own XPUB (Endpoints::evt), never behind telemetry.
 // Command channel (DEALER <-> broker ROUTER), two or more frames:  [type][envelope or payload...]
-//   'H' heartbeat (rank -> broker; the first one registers the rank and its layers)
+//   'H' heartbeat (rank -> broker; the first one registers the rank and its layers); the broker
+//                 answers each with [H][epoch u64 LE], so that a rank knows the broker is there
+//                 and notices when it has restarted (a new epoch)
 //   'C' command   (client -> broker -> each target rank; the same bytes)
 //   'D' dispatch  (broker -> client: a CommandDispatch envelope: the target ranks, or why none)
 //   'R' result    (rank -> broker -> client; the same bytes)
@@ -20,6 +23,9 @@
 //   'I' info      (request: [I]; reply: [I][pub endpoint][sub endpoint]. Request [I][u8 2]: reply
 //                 [I][pub][sub][evt endpoint])
 //   'P' ping      ([P][nonce]: the broker publishes topic "sys/ping/<nonce>", so a subscriber knows it is live)
+//   'K' keepalive (request: [K]; reply: [K][epoch u64 LE][latest event sequence u64 LE]: a
+//                 client's and a subscriber's check that the broker is the one they know, and the
+//                 last event it published, so that a subscriber that missed the last ones asks for them)
 //   'T' routes    (request: [T], which also subscribes to changes; reply and every change after it:
 //                 [T][RouteTable envelope]: the live ranks, their layers and direct command endpoints)
 // Direct command channel (client DEALER -> a rank's ROUTER, one hop each way):
@@ -55,6 +61,7 @@ inline constexpr char kInfo = 'I';
 inline constexpr char kPing = 'P';
 inline constexpr char kRoutes = 'T';
 inline constexpr char kReplay = 'V';
+inline constexpr char kKeepalive = 'K';
 }  // namespace frame
 
 // The replay reply's status (its first byte): the events follow, or `from` is older than the
@@ -64,7 +71,7 @@ inline constexpr std::uint8_t kReplayTooOld = 1;
 inline constexpr std::size_t kReplayMax = 1024;  // events in one replay reply; ask again for more
 inline constexpr std::uint8_t kInfoWithEvents = 2;  // an 'I' request asking for the evt endpoint too
 
-// The meta frame of every publication and of the snapshot and replay replies: 24 bytes,
+// The meta frame of every publication and of the snapshot and replay replies: 32 bytes,
 // little-endian, whatever the host (docs/protocol.md, "Fabric framing"):
 //   [0]      u8  version (kMetaVersion)
 //   [1]      u8  reserved, 0
@@ -75,17 +82,22 @@ inline constexpr std::uint8_t kInfoWithEvents = 2;  // an 'I' request asking for
 //   [16..24) u64 records_total: telemetry records this publisher has produced for this layer up to
 //                and including this batch, dropped ones included (0: not counted, e.g. events). A
 //                subscriber's jump in it beyond `records` is records that went missing on the way.
-// A frame of any other size, another version, a non-zero reserved byte, or a records_total below
-// records is rejected.
+//   [24..32) u64 epoch: the broker's epoch (a random non-zero number it draws when it starts) on
+//                what the broker stamps (events, snapshot and replay replies); 0 on telemetry. Event
+//                sequences count within an epoch: a new epoch is a restarted broker.
+// Version 1 (24 bytes, no epoch: read as epoch 0) is still accepted. A frame of any other size or
+// version, a non-zero reserved byte, or a records_total below records is rejected.
 struct Meta {
   std::uint64_t sequence = 0;
   std::uint32_t records = 0;
   std::uint16_t flags = 0;
   std::uint64_t records_total = 0;
+  std::uint64_t epoch = 0;
   bool operator==(const Meta&) const = default;
 };
-inline constexpr std::size_t kMetaSize = 24;
-inline constexpr std::uint8_t kMetaVersion = 1;
+inline constexpr std::size_t kMetaSize = 32;
+inline constexpr std::size_t kMetaSizeV1 = 24;
+inline constexpr std::uint8_t kMetaVersion = 2;
 
 inline std::array<std::uint8_t, kMetaSize> meta_bytes(const Meta& m) {
   std::array<std::uint8_t, kMetaSize> b{};
@@ -94,6 +106,7 @@ inline std::array<std::uint8_t, kMetaSize> meta_bytes(const Meta& m) {
   le::put(b.data() + 4, m.records, 4);
   le::put(b.data() + 8, m.sequence, 8);
   le::put(b.data() + 16, m.records_total, 8);
+  le::put(b.data() + 24, m.epoch, 8);
   return b;
 }
 inline zmq::message_t encode_meta(const Meta& m) {
@@ -102,20 +115,32 @@ inline zmq::message_t encode_meta(const Meta& m) {
 }
 // Decodes a meta frame: nullptr on success, else what is wrong with it (out is then unchanged).
 inline const char* decode_meta(std::span<const std::uint8_t> b, Meta& out) {
-  if (b.size() != kMetaSize) return "meta frame is not 24 bytes";
-  if (b[0] != kMetaVersion) return "meta frame has an unknown version";
+  if (b.size() != kMetaSize && b.size() != kMetaSizeV1) return "meta frame is neither 32 bytes (version 2) nor 24 (version 1)";
+  if (b[0] != (b.size() == kMetaSize ? kMetaVersion : 1)) return "meta frame's version does not match its size";
   if (b[1] != 0) return "meta frame's reserved byte is not 0";
   Meta m;
   m.flags = static_cast<std::uint16_t>(le::get(b.data() + 2, 2));
   m.records = static_cast<std::uint32_t>(le::get(b.data() + 4, 4));
   m.sequence = le::get(b.data() + 8, 8);
   m.records_total = le::get(b.data() + 16, 8);
+  if (b.size() == kMetaSize) m.epoch = le::get(b.data() + 24, 8);
   if (m.records_total != 0 && m.records_total < m.records) return "meta frame's records_total is below its records";
   out = m;
   return nullptr;
 }
 inline bool decode_meta(const zmq::message_t& msg, Meta& out) {
   return decode_meta(std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(msg.data()), msg.size()), out) == nullptr;
+}
+
+// The broker's epoch (or latest event sequence) as sent after 'H' and 'K': 8 bytes, little-endian;
+// 0 when the frame is not 8 bytes (an epoch of 0 is no epoch: the caller counts it as rejected).
+inline std::uint64_t decode_epoch(const zmq::message_t& m) {
+  return m.size() == 8 ? le::get(static_cast<const std::uint8_t*>(m.data()), 8) : 0;
+}
+inline zmq::message_t encode_epoch(std::uint64_t epoch) {
+  std::array<std::uint8_t, 8> b{};
+  le::put(b.data(), epoch, 8);
+  return zmq::message_t(b.data(), b.size());
 }
 
 inline std::string telemetry_topic(std::uint32_t layer) { return "tel/" + std::to_string(layer); }
@@ -139,7 +164,8 @@ struct Endpoints {
 };
 
 // Derives the four bind addresses from one: tcp://HOST:PORT -> cmd on PORT, pub, sub and evt on
-// free ports; ipc://PATH and inproc://NAME -> PATH.cmd, PATH.pub, PATH.sub, PATH.evt.
+// PORT+1, PORT+2, PORT+3 (fixed, so that a restarted broker is found where it was; PORT 0: each on
+// a free port); ipc://PATH and inproc://NAME -> PATH.cmd, PATH.pub, PATH.sub, PATH.evt.
 Endpoints bind_addresses(const std::string& base);
 
 // An endpoint the broker reported (e.g. tcp://0.0.0.0:41234) made connectable from where the

@@ -34,6 +34,9 @@ class JobState {
   // Takes broker sequence `sequence` (> sequence()) without applying its event: one the receiver
   // rejected, so that the next event is not taken for one after a gap.
   void skip(std::uint64_t sequence) noexcept { sequence_ = sequence; }
+  // A restarted broker (a new epoch) counts its sequence from 1 again: the seeds are kept, the
+  // sequence starts over.
+  void new_epoch() noexcept { sequence_ = 0; }
   // What load() skipped: layers and seeds out of `bounds` (the first problem, and how many).
   struct Skipped {
     std::size_t entries = 0;

@@ -1,5 +1,7 @@
 #include "fabric/node.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -141,6 +143,8 @@ void Node::run(const std::stop_token& stop) {
       try {
         auto now = Clock::now();
         if (now >= next_heartbeat) {
+          receive_commands(dealer_, false);  // the broker's latest answer first: a slow turn is not an outage
+          check_broker(now);
           send_heartbeat();
           next_heartbeat = now + options_.heartbeat_interval;
           zmq::message_t m;
@@ -169,6 +173,16 @@ void Node::run(const std::stop_token& stop) {
     }
     send_telemetry(true);
     send_outbox();
+    // Held through an outage that outlasted the node: never sent, counted.
+    for (const auto& b : held_) {
+      bump(counters_.telemetry_batches_dropped);
+      bump(counters_.telemetry_records_dropped, b.records.size());
+      bump(counters_.telemetry_records_dropped_outage, b.records.size());
+    }
+    if (!held_.empty()) {
+      spdlog::warn("rank {} on {}: stopped with {} telemetry batches held for a broker that never came back",
+                   options_.rank, options_.host, held_.size());
+    }
   } catch (const zmq::error_t& e) {
     if (e.num() != ETERM) throw;
   }
@@ -181,6 +195,12 @@ void Node::receive_commands(zmq::socket_t& socket, bool direct) {
   for (int burst = 0; burst < 256; ++burst) {
     std::vector<zmq::message_t> parts;
     if (!zmq::recv_multipart(socket, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    // The broker's answer to a heartbeat is the channel's upkeep, not a frame for the node: not
+    // counted in frames_received.
+    if (!direct && parts.size() == 2 && type_of(parts[0]) == frame::kHeartbeat && decode_epoch(parts[1]) != 0) {
+      on_broker_answer(parts[1]);
+      continue;
+    }
     bump(counters_.frames_received);
     if (parts.size() == head + 2 && type_of(parts[head]) == frame::kCommand) {
       on_command_frame(parts[head + 1], direct ? parts[0].to_string() : std::string());
@@ -192,7 +212,7 @@ void Node::receive_commands(zmq::socket_t& socket, bool direct) {
     rejects_.add(direct ? "node direct" : "node",
                  std::string("unexpected message on the ") + (direct ? "direct command socket" : "command channel") +
                      " (" + std::to_string(frames) + " frames" + (direct ? " after the routing id" : "") + type +
-                     "; expected ['C'][command])",
+                     (direct ? "; expected ['C'][command])" : "; expected ['C'][command] or ['H'][epoch])"),
                  bytes(parts.back()));
   }
 }
@@ -646,6 +666,20 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
     dropped_since_last_batch_ += queue_dropped_;  // told in the next batch sent, as the pipe's drops are
     queue_dropped_ = 0;
   }
+  if (outage_ && resuming_ && Clock::now() >= resume_at_) {
+    outage_ = resuming_ = false;
+    spdlog::info("rank {} on {}: sending {} telemetry batches held through the broker's outage", options_.rank,
+                 options_.host, held_.size() + batches.size());
+  }
+  if (outage_) {  // the broker is down (or just back): held, sent once it has answered for a while
+    for (auto& b : batches) hold(std::move(b));
+    return resuming_ ? std::min(next_due, resume_at_) : next_due;
+  }
+  if (!held_.empty()) {  // the broker is back: what was held goes first, in order
+    for (auto it = held_.rbegin(); it != held_.rend(); ++it) batches.push_front(std::move(*it));
+    held_.clear();
+    held_bytes_ = 0;
+  }
   for (auto& b : batches) {
     const auto n = static_cast<std::uint32_t>(b.records.size());
     const std::uint64_t seq = ++batch_seq_[b.layer];
@@ -682,6 +716,57 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
 }
 
 void Node::close_batch(Batch& b) { b.records_total = records_closed_[b.layer] += b.records.size(); }
+
+void Node::hold(Batch b) {
+  const auto bytes_of = [](const Batch& x) { return x.records.size() * sizeof(wire::SeedMetrics); };
+  held_bytes_ += bytes_of(b);
+  held_.push_back(std::move(b));
+  while (held_.size() > 1 && (held_.size() > options_.outage_max_batches || held_bytes_ > options_.outage_max_bytes)) {
+    const auto n = held_.front().records.size();
+    held_bytes_ -= bytes_of(held_.front());
+    held_.pop_front();
+    bump(counters_.telemetry_batches_dropped);
+    bump(counters_.telemetry_records_dropped, n);
+    bump(counters_.telemetry_records_dropped_outage, n);
+    dropped_since_last_batch_ += n;
+  }
+}
+
+void Node::check_broker(Clock::time_point now) {
+  const auto silence = std::chrono::duration_cast<Clock::duration>(options_.heartbeat_interval * options_.broker_lost_after);
+  if (broker_epoch_ == 0 || now - last_answer_ <= silence) return;
+  if (outage_) {
+    resuming_ = false;  // back, and gone again before the held telemetry went out
+    return;
+  }
+  outage_ = true;
+  outage_since_ = last_answer_;
+  bump(counters_.broker_outages);
+  spdlog::warn("rank {} on {}: the broker has not answered for {} ms; holding telemetry (up to {} batches, {} MiB) "
+               "until it does", options_.rank, options_.host,
+               std::chrono::duration_cast<std::chrono::milliseconds>(now - last_answer_).count(),
+               options_.outage_max_batches, options_.outage_max_bytes >> 20);
+}
+
+void Node::on_broker_answer(const zmq::message_t& epoch_frame) {
+  const auto epoch = decode_epoch(epoch_frame);
+  const auto now = Clock::now();
+  last_answer_ = now;
+  if (broker_epoch_ != 0 && epoch != broker_epoch_) {
+    bump(counters_.broker_restarts);
+    spdlog::warn("rank {} on {}: the broker restarted (epoch {:016x}, was {:016x}); registered with it again",
+                 options_.rank, options_.host, epoch, broker_epoch_);
+  }
+  broker_epoch_ = epoch;
+  if (outage_ && !resuming_) {
+    resuming_ = true;
+    resume_at_ = now + options_.outage_settle;
+    spdlog::info("rank {} on {}: the broker answers again after {} ms; {} held telemetry batches go out in {} ms",
+                 options_.rank, options_.host,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(now - outage_since_).count(), held_.size(),
+                 options_.outage_settle.count());
+  }
+}
 
 void Node::send_heartbeat() {
   if (options_.faults.fail_at_heartbeat != 0 && ++heartbeats_sent_ == options_.faults.fail_at_heartbeat) {

@@ -15,6 +15,14 @@
 // batch's meta frame carries the layer's running record total, dropped ones included, so that a
 // subscriber can count what never reached it. Events and results travel
 // on the command channel, never behind telemetry, and are not dropped.
+// The broker answers every heartbeat with its epoch. A broker silent for broker_lost_after
+// heartbeat intervals is taken as down (broker_outages): telemetry is then held here, bounded by
+// outage_max_batches and outage_max_bytes (the oldest dropped and counted beyond:
+// telemetry_records_dropped_outage), and sent in order once the broker has answered again for
+// outage_settle. A new epoch
+// is a restarted broker (broker_restarts): the heartbeat that reached it has registered this rank
+// anew, and the sockets have reconnected by themselves (same endpoints). Results and events wait
+// in the command channel's queue meanwhile (docs/broker-restarts.md).
 // Commands are deduplicated by msg_id over a bounded window: a duplicate of an answered command
 // gets the cached result, a duplicate of a queued one is ignored. A command still queued when its
 // timeout_ms has passed is answered TIMEOUT, not applied. A command without a valid msg_id (none,
@@ -82,6 +90,12 @@ struct NodeOptions {
   std::size_t telemetry_max_queued = 16;    // batches waiting for the I/O thread; beyond, the oldest drops
   int telemetry_hwm = 1000;                 // batches queued in the publisher socket
   std::size_t dedup_window = 4096;          // commands remembered for deduplication
+  double broker_lost_after = 3.0;           // heartbeat intervals without the broker's answer -> outage
+  std::size_t outage_max_batches = 4096;    // telemetry batches held while the broker is down
+  std::size_t outage_max_bytes = 64u << 20; // ... and their records' bytes
+  // Held telemetry is sent this long after the broker answers again, so that subscribers (whose
+  // sockets reconnect on their own schedule) are back before it flows.
+  std::chrono::milliseconds outage_settle{500};
   std::chrono::milliseconds connect_timeout{10'000};
   Compression compression = Compression::Auto;  // On/Off override encode.compression.enabled
   // Where to bind the direct command socket: empty derives it from the broker's endpoint (see
@@ -205,6 +219,12 @@ class Node {
   // the oldest batch still open is due (time_point::max() if none).
   std::chrono::steady_clock::time_point send_telemetry(bool everything);
   void send_heartbeat();
+  // The broker's answer to a heartbeat: [H][epoch] (I/O thread).
+  void on_broker_answer(const zmq::message_t& epoch_frame);
+  // Whether the broker has been silent too long; starts an outage if so (I/O thread).
+  void check_broker(std::chrono::steady_clock::time_point now);
+  // Holds a closed batch during an outage, dropping (and counting) the oldest beyond the bounds.
+  void hold(Batch b);
   void wake();
   void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
   // Encodes a result for `id` (out_mu_ held by the caller).
@@ -270,6 +290,15 @@ class Node {
   bool io_failed_ = false;  // ... by an exception (report_failure() then sends on its own)
   std::mutex notice_mu_;  // report_failure() sending on the dealer itself, one caller at a time
   std::uint32_t heartbeats_sent_ = 0;  // I/O thread only; for faults.fail_at_heartbeat
+
+  // The broker as the I/O thread sees it (I/O thread only).
+  std::uint64_t broker_epoch_ = 0;  // from its heartbeat answers; 0: none yet (then no outage is declared)
+  std::chrono::steady_clock::time_point last_answer_{};
+  bool outage_ = false;    // telemetry is held
+  bool resuming_ = false;  // ... and the broker answers again: held until resume_at_
+  std::chrono::steady_clock::time_point outage_since_{}, resume_at_{};
+  std::deque<Batch> held_;  // telemetry held during an outage, oldest first
+  std::size_t held_bytes_ = 0;
 
   Worker io_;  // last: stopped before anything its thread uses goes
 };

@@ -1,5 +1,7 @@
 #include "fabric/subscriber.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <random>
@@ -115,6 +117,8 @@ bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
       reject_values(*msg, *skipped.first + " (" + std::to_string(skipped.entries) + " entries skipped)", parts[2]);
     }
     synced_ = true;
+    tracking_ = true;
+    if (meta.epoch != 0) epoch_ = meta.epoch;  // the state is this broker's: its sequence counts from here
     // The broker's snapshot is never behind an event it published before it (one that is, from
     // a broker that restarted, does not take back what was delivered).
     last_event_ = std::max(last_event_, state_.sequence());
@@ -172,7 +176,9 @@ void Subscriber::reject_records(std::uint64_t records, const std::string& why, c
 
 std::optional<Delivery> Subscriber::next(std::chrono::milliseconds timeout) {
   const auto until = Clock::now() + timeout;
-  std::array<zmq::pollitem_t, 2> items{{{evt_.handle(), 0, ZMQ_POLLIN, 0}, {sub_.handle(), 0, ZMQ_POLLIN, 0}}};
+  std::array<zmq::pollitem_t, 3> items{{{evt_.handle(), 0, ZMQ_POLLIN, 0},
+                                        {sub_.handle(), 0, ZMQ_POLLIN, 0},
+                                        {dealer_.handle(), 0, ZMQ_POLLIN, 0}}};
   for (;;) {
     if (!ready_.empty()) {
       Delivery d = std::move(ready_.front());
@@ -189,9 +195,37 @@ std::optional<Delivery> Subscriber::next(std::chrono::milliseconds timeout) {
       receive(parts, false);
       continue;
     }
+    if (zmq::recv_multipart(dealer_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+      if (!parts.empty() && type_of(parts[0]) == frame::kKeepalive) on_keepalive(parts);
+      continue;  // anything else is a late answer to an earlier request
+    }
     const auto now = Clock::now();
+    if (options_.keepalive.count() > 0 && now >= next_keepalive_) {
+      (void)dealer_.send(type_frame(frame::kKeepalive), zmq::send_flags::dontwait);
+      next_keepalive_ = now + options_.keepalive;
+    }
     if (now >= until) return std::nullopt;
-    zmq::poll(items.data(), items.size(), std::chrono::duration_cast<std::chrono::milliseconds>(until - now));
+    const auto wait = std::min(until, options_.keepalive.count() > 0 ? next_keepalive_ : until) - now;
+    zmq::poll(items.data(), items.size(), std::chrono::ceil<std::chrono::milliseconds>(wait));
+  }
+}
+
+void Subscriber::on_keepalive(const std::vector<zmq::message_t>& parts) {
+  const auto epoch = parts.size() == 3 ? decode_epoch(parts[1]) : 0;
+  if (epoch == 0 || parts[2].size() != 8) {
+    bump(counters_.frames_rejected);
+    rejects_.add("subscriber", "keepalive answer is not [K][epoch: 8 bytes, not 0][latest event: 8 bytes]",
+                 bytes(parts.back()));
+    return;
+  }
+  const auto latest = le::get(static_cast<const std::uint8_t*>(parts[2].data()), 8);
+  see_epoch(epoch);
+  // Events the broker had published at the previous answer and that still have not arrived were
+  // missed, with no later event to show the gap: they are replayed.
+  const auto [probe_epoch, probe_latest] = probe_;
+  probe_ = {epoch, latest};
+  if (event_socket_ && tracking_ && probe_epoch == epoch && probe_latest > last_event_) {
+    recover(last_event_ + 1, probe_latest);
   }
 }
 
@@ -229,6 +263,7 @@ void Subscriber::receive(std::vector<zmq::message_t>& parts, bool event_socket) 
   auto problem = wire::check(*msg, options_.bounds);
   if (msg->body<wire::Event>() != nullptr) {
     bump(counters_.events);
+    see_epoch(d.meta.epoch);
     const auto seq = d.meta.sequence;
     if (synced_ || last_event_ != 0) {
       if (seq <= last_event_) {
@@ -266,9 +301,23 @@ void Subscriber::receive(std::vector<zmq::message_t>& parts, bool event_socket) 
   ready_.push_back(std::move(d));
 }
 
+void Subscriber::see_epoch(std::uint64_t epoch) {
+  if (epoch == 0 || epoch == epoch_) return;
+  if (epoch_ != 0) {
+    bump(counters_.broker_restarts);
+    probe_ = {0, 0};
+    spdlog::warn("subscriber: the broker restarted (epoch {:016x}, was {:016x}); its event sequence starts over, the "
+                 "state is kept", epoch, epoch_);
+    last_event_ = 0;
+    state_.new_epoch();
+  }
+  epoch_ = epoch;
+}
+
 void Subscriber::take_event(Delivery d, wire::Message msg, const wire::Problem& problem) {
   const auto seq = d.meta.sequence;
   last_event_ = seq;
+  tracking_ = true;
   // A rejected event still takes its sequence number, so that it is not taken for a gap.
   if (synced_) {
     if (problem) {
@@ -315,11 +364,12 @@ void Subscriber::recover(std::uint64_t first, std::uint64_t last) {
     for (std::size_t i = 2; i + 1 < parts.size() && first <= last; i += 2) {
       Delivery d;
       const char* bad_meta = decode_meta(bytes(parts[i]), d.meta);
-      if (bad_meta != nullptr || d.meta.sequence != first) {
+      if (bad_meta != nullptr || d.meta.sequence != first || (d.meta.epoch != 0 && d.meta.epoch != epoch_)) {
         bump(counters_.frames_rejected);
         rejects_.add("subscriber", bad_meta ? std::string("replay: ") + bad_meta
-                                            : "replay: event " + std::to_string(d.meta.sequence) + " where " +
-                                                  std::to_string(first) + " was due",
+                     : d.meta.sequence != first ? "replay: event " + std::to_string(d.meta.sequence) + " where " +
+                                                      std::to_string(first) + " was due"
+                                                : std::string("replay from another broker epoch (it restarted meanwhile)"),
                      bytes(parts[i]));
         gave_up = true;
         break;

@@ -10,6 +10,13 @@
 // job state at a sequence number S; afterwards events with sequence <= S are skipped as already
 // contained (delivered with `duplicate` set), the one after S is applied, and missed ones are
 // replayed as above, so the state never misses or double-applies an event.
+// A restarted broker is a new epoch (Meta::epoch on every event it stamps, and the answer to the
+// keepalive next() sends every `keepalive`): the subscriber counts it (broker_restarts), keeps its
+// state, and counts the new broker's sequence from 1. The keepalive's answer also tells the
+// broker's latest event: events missed with no later one to reveal the gap (the last ones before a
+// quiet spell, those published before the sockets reconnected to a restarted broker) are replayed
+// once the next keepalive still finds them missing. The sockets reconnect by themselves when the
+// broker comes back on the same endpoints.
 // Telemetry batches carry a per-publisher, per-layer sequence and running record total (Meta):
 // missing batches and records are counted (telemetry_batches_missing, telemetry_records_missing),
 // and so are the records of batches that arrive but are rejected (telemetry_records_rejected).
@@ -44,6 +51,9 @@ struct SubscriberOptions {
   wire::DecodeLimits limits{};
   wire::Bounds bounds{};  // what values are accepted (e.g. wire::Bounds::job(layers, seeds))
   std::chrono::milliseconds connect_timeout{10'000};
+  // How often next() asks the broker for its epoch and latest event sequence ('K'; 0: never): a
+  // restarted broker, and events missed with no later one to reveal the gap, are noticed by it.
+  std::chrono::milliseconds keepalive{1000};
 };
 
 // One received message. `message` points into `frame`, which it owns.
@@ -80,6 +90,8 @@ class Subscriber {
   }
   // The broker sequence of the last event delivered, contained or given up on; 0: none yet.
   [[nodiscard]] std::uint64_t event_sequence() const noexcept { return last_event_; }
+  // The broker's epoch, from the last event or snapshot received; 0: none yet.
+  [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
 
@@ -90,6 +102,10 @@ class Subscriber {
   // Takes the event with broker sequence `seq` (the next one): applied (when synced) and queued
   // for delivery, or skipped when `problem`.
   void take_event(Delivery d, wire::Message msg, const wire::Problem& problem);
+  // An event or snapshot stamped with `epoch`: a new one (after a first) is a restarted broker.
+  void see_epoch(std::uint64_t epoch);
+  // The broker's answer to a keepalive: [K][epoch][latest event sequence].
+  void on_keepalive(const std::vector<zmq::message_t>& parts);
   // Fills the events first..last from the broker's replay; what it cannot is counted and, once
   // synced, covered by a new snapshot.
   void recover(std::uint64_t first, std::uint64_t last);
@@ -114,6 +130,10 @@ class Subscriber {
   std::map<std::pair<std::uint64_t, std::uint32_t>, Stream> streams_;  // (sender, layer)
   std::uint64_t batches_missing_ = 0;
   std::uint64_t last_event_ = 0;
+  std::uint64_t epoch_ = 0;
+  bool tracking_ = false;  // events are tracked by sequence (synced, or one taken)
+  std::chrono::steady_clock::time_point next_keepalive_{};
+  std::pair<std::uint64_t, std::uint64_t> probe_{0, 0};  // the last keepalive answer: epoch, latest event
   std::deque<Delivery> ready_;  // decoded, to be delivered in order
 };
 

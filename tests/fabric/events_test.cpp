@@ -47,15 +47,22 @@ bool consecutive(const std::vector<std::uint64_t>& s, std::uint64_t first) {
 }
 
 TEST(Meta, IsLittleEndianWithAVersionAndRejectsAnythingElse) {
-  const Meta m{.sequence = 0x0102030405060708ull, .records = 0x11223344u, .flags = 0xa1b2, .records_total = 0x11223345ull};
+  const Meta m{.sequence = 0x0102030405060708ull, .records = 0x11223344u, .flags = 0xa1b2, .records_total = 0x11223345ull,
+               .epoch = 0x8877665544332211ull};
   const auto b = meta_bytes(m);
-  const std::array<std::uint8_t, kMetaSize> want{1,    0,    0xb2, 0xa1, 0x44, 0x33, 0x22, 0x11,  // version, reserved, flags, records
+  const std::array<std::uint8_t, kMetaSize> want{2,    0,    0xb2, 0xa1, 0x44, 0x33, 0x22, 0x11,  // version, reserved, flags, records
                                                  0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,  // sequence
-                                                 0x45, 0x33, 0x22, 0x11, 0,    0,    0,    0};    // records_total
+                                                 0x45, 0x33, 0x22, 0x11, 0,    0,    0,    0,     // records_total
+                                                 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};  // epoch
   EXPECT_EQ(b, want);
   Meta back;
   EXPECT_EQ(decode_meta(b, back), nullptr);
   EXPECT_EQ(back, m);
+  // Version 1, 24 bytes without the epoch, is still read (epoch 0).
+  std::vector<std::uint8_t> v1(b.begin(), b.begin() + kMetaSizeV1);
+  v1[0] = 1;
+  ASSERT_EQ(decode_meta(v1, back), nullptr);
+  EXPECT_EQ(back, (Meta{.sequence = m.sequence, .records = m.records, .flags = m.flags, .records_total = m.records_total}));
   const auto rejects = [](std::span<const std::uint8_t> bytes) {
     Meta out{.sequence = 9};
     const char* why = decode_meta(bytes, out);
@@ -70,8 +77,12 @@ TEST(Meta, IsLittleEndianWithAVersionAndRejectsAnythingElse) {
   longer.push_back(0);
   EXPECT_TRUE(rejects(longer));
   auto bad = b;
-  bad[0] = 2;  // another version
+  bad[0] = 1;  // version 1 in 32 bytes
   EXPECT_TRUE(rejects(bad));
+  bad[0] = 3;  // another version
+  EXPECT_TRUE(rejects(bad));
+  v1[0] = 2;  // version 2 in 24 bytes
+  EXPECT_TRUE(rejects(v1));
   bad = b;
   bad[1] = 1;  // the reserved byte
   EXPECT_TRUE(rejects(bad));
