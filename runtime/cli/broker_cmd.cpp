@@ -15,10 +15,10 @@ namespace {
 void log_counters(const char* what, const fabric::Broker& b) {
   const auto c = b.counters();
   spdlog::info("{}: ranks={} telemetry batches={} records={} dropped_at_broker={} events={} events_dropped={} "
-               "event_replays={} commands={} results={} rejected={} values_rejected={} ranks_lost={}",
+               "event_replays={} commands={} commands_held={} results={} rejected={} values_rejected={} ranks_lost={}",
                what, b.live_ranks().size(), c.telemetry_batches, c.telemetry_records, c.telemetry_records_dropped_broker,
-               c.events, c.events_dropped, c.event_replays, c.commands_sent, c.results_received, c.frames_rejected,
-               c.values_rejected, c.ranks_lost);
+               c.events, c.events_dropped, c.event_replays, c.commands_sent, c.commands_held, c.results_received,
+               c.frames_rejected, c.values_rejected, c.ranks_lost);
 }
 
 }  // namespace
@@ -39,13 +39,20 @@ Run add_broker(CLI::App& app) {
   app.add_option("--lost-after", opts->lost_after, "heartbeat intervals without a heartbeat before a rank is lost")
       ->check(CLI::Range(1.0, 100.0))
       ->capture_default_str();
+  auto join_grace_ms = std::make_shared<int>(static_cast<int>(opts->join_grace.count()));
+  app.add_option("--join-grace-ms", *join_grace_ms,
+                 "for this long after it starts, a command for ranks that have not registered yet is held until "
+                 "they do, not answered 'no rank' (a restarted broker learns the ranks from their next heartbeats)")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
   app.add_option("--stats-every", *stats_every, "seconds between counter lines (0: never)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--fail-at-heartbeat", opts->fail_at_heartbeat,
                  "test hook: the broker thread throws when it receives its N-th heartbeat")
       ->group("");
-  return [opts, stats_every] {
+  return [opts, stats_every, join_grace_ms] {
+    opts->join_grace = std::chrono::milliseconds(*join_grace_ms);
     install_stop_handlers();
     zmq::context_t ctx;
     fabric::Broker broker(ctx, *opts);

@@ -81,12 +81,13 @@ Run add_controller(CLI::App& app) {
     print_decisions();
     const auto st = control.stats();
     std::printf("stopped: decisions=%llu events=%llu commands=%llu applied=%llu rejected=%llu failed=%llu alerts=%llu "
-                "values_rejected=%llu latency_ms p50=%.2f p99=%.2f%s\n",
+                "values_rejected=%llu telemetry_records=%llu broker_restarts=%llu latency_ms p50=%.2f p99=%.2f%s\n",
                 static_cast<unsigned long long>(st.decisions), static_cast<unsigned long long>(st.events),
                 static_cast<unsigned long long>(st.commands),
                 static_cast<unsigned long long>(st.seeds_applied), static_cast<unsigned long long>(st.seeds_rejected),
                 static_cast<unsigned long long>(st.seeds_failed), static_cast<unsigned long long>(st.alerts),
-                static_cast<unsigned long long>(st.values_rejected), st.latency_p50_ms, st.latency_p99_ms,
+                static_cast<unsigned long long>(st.values_rejected), static_cast<unsigned long long>(st.telemetry_records),
+                static_cast<unsigned long long>(st.broker_restarts), st.latency_p50_ms, st.latency_p99_ms,
                 st.emergency_stopped ? " (emergency stop)" : "");
     return 0;
   };

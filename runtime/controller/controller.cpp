@@ -385,6 +385,7 @@ ControllerStats Controller::stats() const {
   s.ranks_live = view_.live_ranks().size();
   s.ranks_seen = view_.ranks_seen().size();
   s.values_rejected = view_.values_rejected() + sub_->counters().values_rejected + client_->counters().values_rejected;
+  s.broker_restarts = sub_->counters().broker_restarts;
   s.latency_p50_ms = percentile(latencies_ms_, 0.50);
   s.latency_p99_ms = percentile(latencies_ms_, 0.99);
   return s;

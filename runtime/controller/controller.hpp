@@ -80,6 +80,7 @@ struct ControllerStats {
   // Messages, snapshot entries and outcomes rejected for a value out of range (wire/validate.hpp):
   // at the subscriber, in the population view and at the command client.
   std::uint64_t values_rejected = 0;
+  std::uint64_t broker_restarts = 0;  // new broker epochs its subscriber saw (docs/broker-restarts.md)
   bool joined = false;               // subscription live and snapshot loaded
   std::size_t ranks_seen = 0;        // ranks that held a layer at some point
   std::size_t ranks_live = 0;        // of those, the ones not reported lost since

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <map>
@@ -77,6 +78,22 @@ struct Broker::Impl {
   std::uint64_t event_seq = 0;
   Clock::time_point next_tick{};
   std::uint32_t heartbeats_seen = 0;  // for BrokerOptions::fail_at_heartbeat
+  const Clock::time_point started = Clock::now();
+  // Commands that found no rank while the broker was younger than join_grace (just restarted: the
+  // ranks re-register at their next heartbeat), held until a rank joins or the grace ends.
+  struct Held {
+    std::string client;
+    zmq::message_t frame;
+    MsgIdKey key;
+  };
+  std::deque<Held> held;
+  bool releasing = false;  // release_held() is taking them again: held anew, they are not counted twice
+  std::int32_t world = 0;  // the largest world size the ranks announced (0: none did)
+  void release_held();
+  // Whether a command that finds no live target now may find one once the ranks have registered:
+  // while the broker is young, none registered yet, or (the world size known) some still missing
+  // and the target could be one of them.
+  bool may_find_later(const wire::CommandTarget* t) const;
 
   void run(const std::stop_token& stop);
   void forward_publications();
@@ -418,10 +435,10 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   // A rank that reported its own failure stays lost, though its node may heartbeat until it exits;
   // restarted, it connects anew.
   if (failed_routes.contains(from)) return;
-  const std::int32_t world = hb->world_size();
-  if (world < 0 || (world > 0 && src->rank() >= world)) {
+  const std::int32_t announced = hb->world_size();
+  if (announced < 0 || (announced > 0 && src->rank() >= announced)) {
     reject("broker cmd", "heartbeat of rank " + std::to_string(src->rank()) + " announces world size " +
-                             std::to_string(world) + ", which does not hold it (0 = unknown)", frame);
+                             std::to_string(announced) + ", which does not hold it (0 = unknown)", frame);
     return;
   }
   // Its layers and endpoint go into the route table and the RankJoined event the broker publishes.
@@ -429,6 +446,7 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
     reject_values(m, *problem, frame);
     return;
   }
+  world = std::max(world, announced);
   auto& r = ranks[src->rank()];
   std::vector<std::uint32_t> layers;
   if (hb->layers() != nullptr) layers.assign(hb->layers()->begin(), hb->layers()->end());
@@ -444,7 +462,7 @@ void Broker::Impl::on_heartbeat(const std::string& from, const wire::Message& m,
   if (!r.alive) {
     r.alive = true;
     publish_live_ranks();
-    publish_own_event(wire::rank_joined(src->rank(), world, r.host, src->pid(), r.layers));
+    publish_own_event(wire::rank_joined(src->rank(), announced, r.host, src->pid(), r.layers));
   }
   if (changed) routes_changed();
 }
@@ -474,6 +492,7 @@ void Broker::Impl::send_routes(const std::string& to, std::span<const std::uint8
 }
 
 void Broker::Impl::routes_changed() {
+  if (!held.empty()) release_held();
   ++routes_version;
   const auto table = route_table();  // one encoding for every subscriber
   const std::vector<std::string> subscribers(route_subscribers.begin(), route_subscribers.end());
@@ -532,6 +551,17 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
   std::string why;
   for (const auto& [rank, r] : ranks) {
     if (r.alive && targets_rank(t, rank, r.layers)) targets.push_back(rank);
+  }
+  if (!retry && may_find_later(t) && (targets.empty() || (kind != wire::TargetKind::RANK && world > 0))) {
+    const auto k = key_of(id);
+    const auto h = std::find_if(held.begin(), held.end(), [&](const Held& x) { return x.key == k; });
+    if (h != held.end()) {
+      h->client = from;  // a client's re-send: answer where the latest copy came from
+    } else {
+      held.push_back(Held{from, zmq::message_t(frame.data(), frame.size()), k});
+      if (!releasing) bump(self.counters_.commands_held);
+    }
+    return;
   }
   if (targets.empty()) {
     if (kind == wire::TargetKind::RANK) {
@@ -732,6 +762,28 @@ void Broker::Impl::sweep_expired(Clock::time_point now) {
   for (auto it = pending.begin(); it != pending.end();) {
     it = now > it->second.expires ? pending.erase(it) : std::next(it);
   }
+  if (!held.empty() && now >= started + self.options_.join_grace) release_held();
+}
+
+// Takes the held commands again: those that now find their ranks are dispatched; the rest are held
+// on while the grace lasts, then dispatched to the ranks there are (or answered as finding none).
+void Broker::Impl::release_held() {
+  auto again = std::move(held);
+  held.clear();
+  releasing = true;
+  for (auto& h : again) {
+    auto msg = decoder.decode(bytes(h.frame));
+    if (msg && msg->kind() == wire::Body::Command) on_command(h.client, h.frame, *msg);  // decoded once already
+  }
+  releasing = false;
+}
+
+bool Broker::Impl::may_find_later(const wire::CommandTarget* t) const {
+  if (Clock::now() >= started + self.options_.join_grace) return false;
+  const auto live = static_cast<std::int32_t>(std::count_if(ranks.begin(), ranks.end(), [](const auto& r) { return r.second.alive; }));
+  if (live == 0) return true;
+  if (world == 0 || live >= world) return false;
+  return t == nullptr || t->kind() != wire::TargetKind::RANK || (t->rank() >= 0 && t->rank() < world);
 }
 
 void Broker::Impl::publish_live_ranks() {

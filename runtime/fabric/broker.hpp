@@ -52,6 +52,10 @@ struct BrokerOptions {
   std::size_t event_history = 4096;        // recent events kept for replay (at least 1)
   double lost_after = 2.5;                 // heartbeat intervals without a heartbeat -> lost
   std::chrono::milliseconds tick{100};     // longest idle sleep; period of the expired-command sweep
+  // For this long after it starts, a command that finds no rank is held (not answered "no rank")
+  // until a rank that it targets joins: a restarted broker learns the ranks from their next
+  // heartbeats. After it, such a command is answered at once.
+  std::chrono::milliseconds join_grace{5000};
   wire::DecodeLimits limits{};
   // Test hook (`esper broker --fail-at-heartbeat N`, `esper run --fail-thread broker`): the broker's
   // thread throws when it receives its N-th heartbeat (0: never), as a fault in it would.

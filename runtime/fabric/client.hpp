@@ -153,6 +153,8 @@ class Client {
   [[nodiscard]] std::uint64_t sent_via_broker() const noexcept { return sent_via_broker_; }
   [[nodiscard]] CounterValues counters() const noexcept { return counters_.values(); }
   [[nodiscard]] const RejectLog& rejects() const noexcept { return rejects_; }
+  // The broker's epoch from its latest keepalive answer; 0: none yet.
+  [[nodiscard]] std::uint64_t broker_epoch() const noexcept { return epoch_; }
 
  private:
   using Clock = std::chrono::steady_clock;

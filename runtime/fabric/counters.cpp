@@ -41,6 +41,7 @@ CounterValues Counters::values() const noexcept {
   out.broker_restarts = v(broker_restarts);
   out.broker_outages = v(broker_outages);
   out.telemetry_records_dropped_outage = v(telemetry_records_dropped_outage);
+  out.commands_held = v(commands_held);
   out.heartbeats = v(heartbeats);
   out.ranks_lost = v(ranks_lost);
   return out;

@@ -55,6 +55,7 @@ struct CounterValues {
   std::uint64_t broker_restarts = 0;  // node, client, subscriber: a new broker epoch seen
   std::uint64_t broker_outages = 0;   // node: the broker went silent (telemetry held from then on)
   std::uint64_t telemetry_records_dropped_outage = 0;  // node: the outage buffer was full (oldest dropped)
+  std::uint64_t commands_held = 0;  // broker: commands that found no rank in its first join_grace, held
 };
 
 class Counters {
@@ -67,7 +68,7 @@ class Counters {
       telemetry_records_dropped_hwm{0}, telemetry_records_dropped_broker{0}, telemetry_records_rejected{0},
       telemetry_records_missing{0}, events{0}, events_dropped{0}, event_gaps{0}, events_recovered{0},
       events_unrecovered{0}, event_replays{0}, heartbeats{0}, ranks_lost{0}, broker_restarts{0}, broker_outages{0},
-      telemetry_records_dropped_outage{0};
+      telemetry_records_dropped_outage{0}, commands_held{0};
 
   [[nodiscard]] CounterValues values() const noexcept;
 };

@@ -91,6 +91,7 @@ bool Subscriber::wait_ready(std::chrono::milliseconds timeout) {
 }
 
 bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
+  spdlog::debug("subscriber: asking the broker for its state");
   dealer_.send(type_frame(frame::kSnapshot), zmq::send_flags::none);
   zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
   const auto until = Clock::now() + timeout;
@@ -110,6 +111,7 @@ bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
       reject_values(*msg, *problem, parts[2]);
       continue;
     }
+    see_epoch(meta.epoch);  // a restarted broker's state: its sequence counts from here
     // The broker's state: what is out of this subscriber's bounds is skipped, the rest loaded.
     const auto skipped = state_.load(*msg->body<wire::StateSnapshot>(), options_.bounds);
     if (skipped.entries > 0) {
@@ -118,7 +120,6 @@ bool Subscriber::request_snapshot(std::chrono::milliseconds timeout) {
     }
     synced_ = true;
     tracking_ = true;
-    if (meta.epoch != 0) epoch_ = meta.epoch;  // the state is this broker's: its sequence counts from here
     // The broker's snapshot is never behind an event it published before it (one that is, from
     // a broker that restarted, does not take back what was delivered).
     last_event_ = std::max(last_event_, state_.sequence());
@@ -337,6 +338,7 @@ void Subscriber::take_event(Delivery d, wire::Message msg, const wire::Problem& 
 
 void Subscriber::recover(std::uint64_t first, std::uint64_t last) {
   bump(counters_.event_gaps, last - first + 1);
+  spdlog::debug("subscriber: events {}..{} missed; asking the broker to replay them", first, last);
   const auto until = Clock::now() + options_.connect_timeout;
   zmq::pollitem_t item{dealer_.handle(), 0, ZMQ_POLLIN, 0};
   bool gave_up = false;

@@ -336,7 +336,10 @@ int run(const RunConfig& cfg, mpi::Session& session) {
                              {"records", c.telemetry_records},
                              {"records_dropped", c.telemetry_records_dropped},
                              {"records_dropped_queue", c.telemetry_records_dropped_queue},
-                             {"records_dropped_hwm", c.telemetry_records_dropped_hwm}};
+                             {"records_dropped_hwm", c.telemetry_records_dropped_hwm},
+                             {"records_dropped_outage", c.telemetry_records_dropped_outage},
+                             {"broker_outages", c.broker_outages},
+                             {"broker_restarts", c.broker_restarts}};
     }
     if (schedule) report["schedule"] = schedule->report();
     if (control) {

@@ -2,6 +2,7 @@
 // carry on without a restart of their own (docs/broker-restarts.md). Real sockets over ipc and tcp;
 // the broker is stopped and started again in this process (tests/resilience kills a broker process
 // with SIGKILL under a running job).
+#include <map>
 #include <memory>
 #include <set>
 
@@ -205,6 +206,55 @@ TEST_P(BrokerRestart, TelemetryHeldThroughALongOutageIsBoundedAndTheDropsAreCoun
   ASSERT_TRUE(eventually([&] { return node.counters().broker_restarts == 1; }, 10s));
   EXPECT_EQ(node.counters().telemetry_records_dropped_outage, 12u);
   EXPECT_EQ(node.counters().telemetry_batches_dropped, 6u);
+}
+
+// A young broker (a restarted one learns the ranks from their next heartbeats) holds a command
+// whose ranks have not registered, instead of answering "no rank" or reaching only some of them.
+TEST(JoinGrace, AYoungBrokerHoldsACommandUntilTheRanksItTargetsHaveRegistered) {
+  zmq::context_t ctx;
+  BrokerOptions bo;
+  bo.bind = private_endpoint("ipc");
+  ASSERT_EQ(bo.join_grace, 5000ms) << "the default";
+  Broker broker(ctx, bo);
+  ClientOptions co;
+  co.direct = false;
+  Client client(ctx, broker.endpoints().cmd, co);
+  const auto one = client.send(wire::request_snapshot(wire::to_rank(1), {}, "t", {20'000}));
+  ASSERT_TRUE(one);
+  ASSERT_TRUE(eventually([&] {
+    (void)client.poll(5ms);
+    return broker.counters().commands_held == 1;
+  }));
+  // Rank 0 of two registers: a command to every rank waits for rank 1 too.
+  auto o0 = node_options(0);
+  o0.world_size = 2;
+  ServedNode rank0(ctx, broker.endpoints().cmd, o0, ok_handler(0));
+  ASSERT_TRUE(wait_for_ranks(broker, 1));
+  const auto all = client.send(wire::request_snapshot(wire::to_all(), {}, "t", {20'000}));
+  ASSERT_TRUE(all);
+  ASSERT_TRUE(eventually([&] {
+    (void)client.poll(5ms);
+    return broker.counters().commands_held == 2;
+  }));
+  EXPECT_EQ(client.pending(), 2u) << "neither is answered while held";
+  auto o1 = node_options(1);
+  o1.world_size = 2;
+  ServedNode rank1(ctx, broker.endpoints().cmd, o1, ok_handler(1));
+  std::map<std::uint64_t, CommandOutcome> done;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (done.size() < 2 && std::chrono::steady_clock::now() < until) {
+    for (auto& o : client.poll(20ms)) done.emplace(o.id.seq(), std::move(o));
+  }
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_TRUE(done.at(one->seq()).all_ok());
+  EXPECT_EQ(done.at(one->seq()).targets.size(), 1u);
+  EXPECT_TRUE(done.at(all->seq()).all_ok());
+  EXPECT_EQ(done.at(all->seq()).targets.size(), 2u) << "dispatched once both had registered";
+  // Once every rank of the world has registered, a command for one that is not there is answered at once.
+  const auto none = client.call(wire::request_snapshot(wire::to_rank(5), {}, "t", {20'000}));
+  ASSERT_EQ(none.targets.size(), 1u);
+  EXPECT_FALSE(none.targets[0].has_result);
+  EXPECT_EQ(broker.counters().commands_held, 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, BrokerRestart, ::testing::Values("ipc", "tcp"),

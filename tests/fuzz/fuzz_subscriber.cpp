@@ -11,7 +11,8 @@
 // until it arrives, then until nothing is left. Checked for every delivery: the message passed the
 // subscriber's value checks; a telemetry batch holds the records its meta frame says; events not
 // marked duplicate come in strictly increasing sequence, and the synced state's sequence follows
-// them; events recovered and given up on never exceed the events missed.
+// them (within one broker epoch: a meta frame naming another starts the sequence over); events
+// recovered and given up on never exceed the events missed.
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -120,7 +121,8 @@ struct World {
   std::unique_ptr<fabric::Subscriber> sub;
   wire::Encoder sentinel_encoder{wire::SourceInfo{0, wire::Role::RANK, "fuzz", "fuzz", 2}};
   std::uint64_t sentinel_seq = 0;
-  std::uint64_t last_event = 0;  // the last non-duplicate event delivered
+  std::uint64_t last_event = 0;  // the last non-duplicate event delivered, in the broker epoch `epoch`
+  std::uint64_t epoch = 0;
   World() {
     fabric::SubscriberOptions o;
     o.connect_timeout = 2s;
@@ -139,6 +141,11 @@ void check(World& w, const fabric::Delivery& d) {
   if (const auto* b = d.message->body<wire::TelemetryBatch>()) {
     FUZZ_CHECK(d.meta.records == (b->seeds() ? b->seeds()->size() : 0), "a batch delivered with a meta that miscounts it");
   } else if (d.message->body<wire::Event>() != nullptr && !d.duplicate) {
+    // A new broker epoch (a restarted broker, as a meta frame may claim) starts the sequence over.
+    if (w.sub->epoch() != w.epoch) {
+      if (w.epoch != 0) w.last_event = 0;
+      w.epoch = w.sub->epoch();
+    }
     FUZZ_CHECK(d.meta.sequence > w.last_event, "an event delivered out of sequence");
     w.last_event = d.meta.sequence;
     FUZZ_CHECK(w.sub->event_sequence() >= d.meta.sequence, "the subscriber's sequence is behind what it delivered");

@@ -255,8 +255,9 @@ void job_state_seeds() {
 // Publications as the subscriber target takes them (fuzz_subscriber.cpp): triples [topic][meta]
 // [envelope], the topic record's control byte saying where each goes (1: the event socket; 2: an
 // entry of the next replay reply; 4: that reply says "too old").
-Bytes meta(std::uint64_t sequence, std::uint32_t records = 0, std::uint64_t records_total = 0) {
-  const auto m = esper::fabric::meta_bytes(esper::fabric::Meta{.sequence = sequence, .records = records, .records_total = records_total});
+Bytes meta(std::uint64_t sequence, std::uint32_t records = 0, std::uint64_t records_total = 0, std::uint64_t epoch = 0) {
+  const auto m = esper::fabric::meta_bytes(
+      esper::fabric::Meta{.sequence = sequence, .records = records, .records_total = records_total, .epoch = epoch});
   return {m.begin(), m.end()};
 }
 Bytes text(const std::string& s) { return {s.begin(), s.end()}; }
@@ -287,6 +288,19 @@ void subscriber_seeds() {
   gap.add(text("evt/0"), 1).add(meta(6)).add(event(6, 1));
   gap.add(text("evt/0"), 1).add(meta(4)).add(event(4, 3));  // a duplicate
   write("subscriber", "events-replayed", gap.bytes());
+  // A broker restart: events 1 and 2 of one epoch, then 1 and 3 of another (2 of the new epoch
+  // replayed), and a version-1 meta (24 bytes, no epoch) after it.
+  Sequence restart;
+  restart.add(text("evt/0"), 1).add(meta(1, 0, 0, 0x5d0e93a1c47b2f68ull)).add(event(1, 0));
+  restart.add(text("evt/0"), 1).add(meta(2, 0, 0, 0x5d0e93a1c47b2f68ull)).add(event(2, 1));
+  restart.add(text("evt/0"), 1).add(meta(1, 0, 0, 0x08ba518e32ed91e8ull)).add(event(1, 2));
+  restart.add(text("evt/0"), 2).add(meta(2, 0, 0, 0x08ba518e32ed91e8ull)).add(event(2, 3));
+  restart.add(text("evt/0"), 1).add(meta(3, 0, 0, 0x08ba518e32ed91e8ull)).add(event(3, 0));
+  auto v1 = meta(4);
+  v1.resize(esper::fabric::kMetaSizeV1);
+  v1[0] = 1;
+  restart.add(text("evt/0"), 1).add(v1).add(event(4, 1));
+  write("subscriber", "broker-restart", restart.bytes());
   // A gap the broker no longer holds: the state is fetched anew.
   Sequence old;
   old.add(text("evt/0"), 1).add(meta(1)).add(event(1, 0));
@@ -485,7 +499,7 @@ void node_seeds() {
 
 // Control bytes of the client target: type, aimed at command k, send the next command first.
 std::uint8_t to_client(char type, int k = -1, bool send_next = false, bool malformed = false) {
-  const std::uint8_t t = type == 'D' ? 0 : type == 'R' ? 1 : type == 'F' ? 2 : 3;
+  const std::uint8_t t = type == 'D' ? 0 : type == 'R' ? 1 : type == 'F' ? 2 : type == 'T' ? 3 : 0x80;  // 'K': bit 7
   return static_cast<std::uint8_t>(t | (k >= 0 ? 4 | (k << 3) : 0) | (send_next ? 0x20 : 0) | (malformed ? 0x40 : 0));
 }
 
@@ -548,6 +562,24 @@ void client_seeds() {
   none.detail = "no connected rank holds layer 1";
   failures.add(frame(broker, none), to_client('D', 2, true));
   write("client", "failures", failures.bytes());
+
+  // Keepalive answers: the broker's epoch, then another (it restarted): the client asks for routes
+  // again, and a rank the new broker's first table lacks keeps its route; an epoch of 4 bytes and
+  // one of 0 are rejected.
+  const auto epoch = [](std::uint64_t e) {
+    Bytes b(8);
+    for (std::size_t i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(e >> (8 * i));
+    return b;
+  };
+  Sequence restart;
+  restart.add(frame(broker, route_table(3, {0, 1}, "ipc")), to_client('T'));
+  restart.add(epoch(0x5d0e93a1c47b2f68ull), to_client('K'));
+  restart.add(ok0, to_client('R', 1, true));
+  restart.add(epoch(0x08ba518e32ed91e8ull), to_client('K', -1, false, true));  // restarted (a third frame ignored)
+  restart.add(frame(broker, route_table(1, {0}, "ipc")), to_client('T', -1, true));  // rank 1 not back yet
+  restart.add(Bytes{1, 2, 3, 4}, to_client('K'));
+  restart.add(epoch(0), to_client('K'));
+  write("client", "restart-keeps-routes", restart.bytes());
 
   Sequence hostile;  // values out of range everywhere, and a malformed message
   hostile.add(frame(broker, to0), to_client('D', 0));
