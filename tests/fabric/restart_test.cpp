@@ -78,11 +78,17 @@ struct OwnBroker {
 
 class BrokerRestart : public ::testing::TestWithParam<std::string> {};
 
+// Endpoints a broker can be started on again: fixed tcp ports, or an ipc path.
+BrokerOptions restartable(const std::string& transport) {
+  BrokerOptions o;
+  o.bind = transport == "tcp" ? "tcp://127.0.0.1:" + std::to_string(esper::testing::free_tcp_ports(4))
+                              : private_endpoint("ipc");
+  return o;
+}
+
 TEST_P(BrokerRestart, RanksClientsAndSubscribersCarryOnAndNothingIsLostUncounted) {
   zmq::context_t ctx;
-  BrokerOptions bo;
-  bo.bind = GetParam() == "tcp" ? "tcp://127.0.0.1:" + std::to_string(esper::testing::free_tcp_ports(4))
-                                : private_endpoint("ipc");
+  const auto bo = restartable(GetParam());
   auto broker = std::make_unique<OwnBroker>(bo);
   const auto cmd = broker->broker.endpoints().cmd;
   const auto first_epoch = broker->broker.epoch();
@@ -182,9 +188,7 @@ TEST_P(BrokerRestart, RanksClientsAndSubscribersCarryOnAndNothingIsLostUncounted
 
 TEST_P(BrokerRestart, TelemetryHeldThroughALongOutageIsBoundedAndTheDropsAreCounted) {
   zmq::context_t ctx;
-  BrokerOptions bo;
-  bo.bind = GetParam() == "tcp" ? "tcp://127.0.0.1:" + std::to_string(esper::testing::free_tcp_ports(4))
-                                : private_endpoint("ipc");
+  const auto bo = restartable(GetParam());
   auto broker = std::make_unique<OwnBroker>(bo);
   auto no = node_options(0);
   no.outage_max_batches = 4;

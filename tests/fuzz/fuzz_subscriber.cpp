@@ -121,8 +121,8 @@ struct World {
   std::unique_ptr<fabric::Subscriber> sub;
   wire::Encoder sentinel_encoder{wire::SourceInfo{0, wire::Role::RANK, "fuzz", "fuzz", 2}};
   std::uint64_t sentinel_seq = 0;
-  std::uint64_t last_event = 0;  // the last non-duplicate event delivered, in the broker epoch `epoch`
-  std::uint64_t epoch = 0;
+  std::uint64_t last_event = 0;  // the last non-duplicate event delivered since the last broker restart
+  std::uint64_t restarts = 0;    // broker restarts the subscriber had counted then
   World() {
     fabric::SubscriberOptions o;
     o.connect_timeout = 2s;
@@ -142,9 +142,9 @@ void check(World& w, const fabric::Delivery& d) {
     FUZZ_CHECK(d.meta.records == (b->seeds() ? b->seeds()->size() : 0), "a batch delivered with a meta that miscounts it");
   } else if (d.message->body<wire::Event>() != nullptr && !d.duplicate) {
     // A new broker epoch (a restarted broker, as a meta frame may claim) starts the sequence over.
-    if (w.sub->epoch() != w.epoch) {
-      if (w.epoch != 0) w.last_event = 0;
-      w.epoch = w.sub->epoch();
+    if (const auto r = w.sub->counters().broker_restarts; r != w.restarts) {
+      w.last_event = 0;
+      w.restarts = r;
     }
     FUZZ_CHECK(d.meta.sequence > w.last_event, "an event delivered out of sequence");
     w.last_event = d.meta.sequence;
