@@ -45,14 +45,18 @@ Run add_broker(CLI::App& app) {
                  "they do, not answered 'no rank' (a restarted broker learns the ranks from their next heartbeats)")
       ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
+  auto dlq = std::make_shared<std::string>();
+  app.add_option("--dlq", *dlq, "keep every frame the broker rejects (undecodable, or a value out of range) as a dead "
+                                "letter in this directory (esper dlq)");
   app.add_option("--stats-every", *stats_every, "seconds between counter lines (0: never)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--fail-at-heartbeat", opts->fail_at_heartbeat,
                  "test hook: the broker thread throws when it receives its N-th heartbeat")
       ->group("");
-  return [opts, stats_every, join_grace_ms] {
+  return [opts, stats_every, join_grace_ms, dlq] {
     opts->join_grace = std::chrono::milliseconds(*join_grace_ms);
+    if (!dlq->empty()) opts->dead_letters = std::make_shared<resilience::DeadLetterQueue>(resilience::DeadLetterOptions{.dir = *dlq});
     install_stop_handlers();
     zmq::context_t ctx;
     fabric::Broker broker(ctx, *opts);

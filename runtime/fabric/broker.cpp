@@ -130,6 +130,26 @@ struct Broker::Impl {
   void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
     bump(self.counters_.frames_rejected);
     self.rejects_.add(where, why, bytes(frame));
+    dead_letter(wire::DeadLetterReason::UNDECODABLE, why, frame, nullptr);
+  }
+  // A rejected frame kept as a dead letter (BrokerOptions::dead_letters set).
+  void dead_letter(wire::DeadLetterReason reason, const std::string& why, const zmq::message_t& frame,
+                   const wire::Message* m) {
+    if (!self.options_.dead_letters) return;
+    wire::DeadLetterT l;
+    l.reason = reason;
+    l.stage = wire::DeadLetterStage::BROKER;
+    l.attempts = 1;
+    l.first_ns = l.last_ns = wire::wall_clock_ns();
+    l.destination = "broker";
+    if (m != nullptr && m->envelope().msg_id() != nullptr) {
+      l.sender = m->envelope().msg_id()->sender();
+      l.msg_id = std::make_unique<wire::MsgId>(*m->envelope().msg_id());
+    }
+    l.error = why;
+    const auto b = bytes(frame);
+    l.original.assign(b.begin(), b.end());
+    self.options_.dead_letters->add(l);
   }
   // A well-formed message with a value out of range (wire/validate.hpp): counted, kept, logged,
   // and not acted on.
@@ -140,6 +160,7 @@ struct Broker::Impl {
     self.rejects_.add("broker cmd", std::string("value out of range in ") + kind + ": " + problem, bytes(frame));
     const auto* src = m.envelope().source();
     value_log.reject("broker", kind, src ? src->rank() : -1, problem);
+    dead_letter(wire::DeadLetterReason::INVALID, std::string("value out of range in ") + kind + ": " + problem, frame, &m);
   }
 };
 
@@ -522,6 +543,7 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
     const std::string why = "the command's msg_id is missing or has seq 0, which no msg_id generator produces";
     bump(self.counters_.commands_invalid_id);
     self.rejects_.add("broker cmd", why, bytes(frame));
+    dead_letter(wire::DeadLetterReason::INVALID, why, frame, &m);
     dispatch(from, m.envelope().msg_id() ? *m.envelope().msg_id() : MsgId(), wire::DispatchReason::INVALID_ID, {}, why);
     return;
   }
@@ -542,6 +564,7 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
                               wire::EnumNameTargetKind(first.kind()) + ")";
       bump(self.counters_.commands_id_reused);
       self.rejects_.add("broker cmd", why, bytes(frame));
+      dead_letter(wire::DeadLetterReason::INVALID, why, frame, &m);
       dispatch(from, id, wire::DispatchReason::ID_REUSED, {}, why);
       return;
     }

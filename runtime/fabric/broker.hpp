@@ -28,6 +28,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -38,6 +39,7 @@
 #include "core/worker.hpp"
 #include "fabric/counters.hpp"
 #include "fabric/framing.hpp"
+#include "resilience/dead_letters.hpp"
 #include "wire/codec.hpp"
 
 namespace esper::fabric {
@@ -57,6 +59,10 @@ struct BrokerOptions {
   // heartbeats. After it, such a command is answered at once.
   std::chrono::milliseconds join_grace{5000};
   wire::DecodeLimits limits{};
+  // Where every frame the broker rejects on its command endpoint (undecodable, malformed, or a
+  // value out of range) is kept as a dead letter with its bytes (docs/dead-letters.md); none: the
+  // rejects are only counted and kept in rejects().
+  std::shared_ptr<resilience::DeadLetterQueue> dead_letters;
   // Test hook (`esper broker --fail-at-heartbeat N`, `esper run --fail-thread broker`): the broker's
   // thread throws when it receives its N-th heartbeat (0: never), as a fault in it would.
   std::uint32_t fail_at_heartbeat = 0;

@@ -110,7 +110,7 @@ TEST(Events, ASubscriberWhoseTelemetryPipeIsSaturatedStillReceivesEveryEventInOr
   bench::TelemetryGenerator gen(100);
   constexpr std::uint32_t kEvents = 300;
   for (std::uint32_t i = 0; i < kEvents; ++i) {
-    for (int k = 0; k < 10; ++k) node.publish(i % 2, gen.batch(50));
+    for (int k = 0; k < 5; ++k) node.publish(i % 2, gen.batch(50));
     node.emit(transition(i));
   }
   node.flush();

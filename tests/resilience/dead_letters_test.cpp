@@ -330,5 +330,63 @@ TEST_F(DeadLetters, AFailedCtlCommandIsDeadLetteredAndReplayedOnceItsRankIsBack)
   EXPECT_EQ(exit_code(broker->wait(10s)), 0) << broker->output();
 }
 
+// The broker writes dead letters too: every frame it rejects on its command endpoint (one that
+// does not decode, an event with a value out of range, a command without a valid msg_id) is kept
+// with its bytes, readable after the broker has gone.
+TEST_F(DeadLetters, ABrokerKeepsEveryFrameItRejectsAsADeadLetter) {
+  auto broker = std::make_unique<ChildProcess>(std::vector<std::string>{
+      ESPER_CLI, "broker", "--bind", "ipc://" + (root_ / "b").string(), "--stats-every", "0", "--dlq", dir_.string()});
+  const std::string cmd = broker_cmd(*broker);
+  ASSERT_FALSE(cmd.empty()) << broker->output();
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(cmd);
+  const auto send = [&](std::span<const std::uint8_t> body, char type = fabric::frame::kCommand) {
+    dealer.send(fabric::type_frame(type), zmq::send_flags::sndmore);
+    dealer.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::none);
+  };
+  wire::Encoder enc(wire::SourceInfo{-1, wire::Role::CONTROLLER, "job", "host", 1});
+  const std::vector<std::uint8_t> garbage{'n', 'o', 't', ' ', 'a', ' ', 'f', 'r', 'a', 'm', 'e'};
+  const auto out_of_range =
+      wire::state_transition(0, 1, 1, wire::SeedState::DORMANT, static_cast<wire::SeedState>(200), "x", "x");
+  const auto bad_value = enc.encode(wire::Header{wire::MsgId(9, 1)}, out_of_range);
+  const std::vector<std::uint8_t> bad_value_bytes(bad_value.begin(), bad_value.end());
+  const auto no_id = enc.encode(wire::Header{wire::MsgId(9, 0)}, wire::shutdown(wire::to_all(), "x"));
+  const std::vector<std::uint8_t> no_id_bytes(no_id.begin(), no_id.end());
+  send(garbage);
+  send(bad_value_bytes, fabric::frame::kEvent);
+  send(no_id_bytes);
+  // The broker answers the last ('D', INVALID_ID) after it has handled the two before it.
+  zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
+  ASSERT_EQ(zmq::poll(&item, 1, 10s), 1);
+  broker->signal(SIGTERM);
+  ASSERT_EQ(exit_code(broker->wait(10s)), 0) << broker->output();
+
+  const auto scan = read_dead_letters(dir_);
+  EXPECT_TRUE(scan.problems.empty()) << ::testing::PrintToString(scan.problems);
+  ASSERT_EQ(scan.letters.size(), 3u);
+  const auto& l = scan.letters;
+  for (const auto& s : l) {
+    EXPECT_EQ(s.letter.stage, wire::DeadLetterStage::BROKER);
+    EXPECT_EQ(s.letter.destination, "broker");
+    EXPECT_FALSE(s.letter.error.empty());
+  }
+  EXPECT_EQ(l[0].letter.reason, wire::DeadLetterReason::UNDECODABLE);
+  EXPECT_EQ(l[0].letter.original, garbage);
+  EXPECT_EQ(l[1].letter.reason, wire::DeadLetterReason::INVALID);
+  EXPECT_NE(l[1].letter.error.find("body.to: 200"), std::string::npos) << l[1].letter.error;
+  EXPECT_EQ(l[1].letter.original, bad_value_bytes);
+  ASSERT_NE(l[1].letter.msg_id, nullptr);
+  EXPECT_EQ(l[1].letter.msg_id->sender(), 9u);
+  EXPECT_EQ(l[2].letter.reason, wire::DeadLetterReason::INVALID);
+  EXPECT_NE(l[2].letter.error.find("msg_id"), std::string::npos) << l[2].letter.error;
+  EXPECT_EQ(l[2].letter.original, no_id_bytes);
+
+  ChildProcess list({ESPER_CLI, "dlq", "list", dir_.string(), "--reason", "undecodable"});
+  ASSERT_EQ(exit_code(list.wait(20s)), 0) << list.output();
+  EXPECT_NE(list.output().find("UNDECODABLE"), std::string::npos) << list.output();
+}
+
 }  // namespace
 }  // namespace esper::resilience
