@@ -37,7 +37,9 @@ echo "$out"
 [[ $rc -eq 1 && $out == *"outcome: not all ok"* ]] || { echo "FAIL: esper ctl send (exit $rc)"; exit 1; }
 
 set +e
-timeout --preserve-status -s INT 2 "$esper" watch --broker "$cmd" >"$dir/watch.log" 2>&1; rc=$?
+# --foreground: the signal goes to esper watch alone, not also to its process group (two SIGINTs
+# in a row are the forced exit, status 130).
+timeout --foreground --preserve-status -s INT 2 "$esper" watch --broker "$cmd" >"$dir/watch.log" 2>&1; rc=$?
 set -e
 [[ $rc -eq 0 ]] && grep -q "^watching " "$dir/watch.log" || { echo "FAIL: esper watch (exit $rc)"; cat "$dir/watch.log"; exit 1; }
 

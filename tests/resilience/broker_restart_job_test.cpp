@@ -146,6 +146,8 @@ TEST_F(BrokerRestartJob, TwoSigkilledRestartsMidJobLoseNoCommandAndTheJobComplet
     ASSERT_EQ(direct.counters().broker_restarts, static_cast<std::uint64_t>(restart));
     ASSERT_TRUE(resumed(std::stoull(epoch, nullptr, 16))) << "restart " << restart << ": " << job.output();
     EXPECT_EQ(sub.counters().broker_restarts, static_cast<std::uint64_t>(restart));
+    // The controller notices too (its subscriber logs the new epoch), before the next restart.
+    ASSERT_TRUE(controller.read_until_contains("the broker restarted (epoch " + epoch, 30s)) << controller.output();
   }
 
   // Every command ends, each in one outcome.

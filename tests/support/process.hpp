@@ -91,6 +91,17 @@ class ChildProcess {
     }
   }
 
+  // Reads stdout until `text` appears anywhere in it; false on timeout or exit without it.
+  bool read_until_contains(const std::string& text, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (out_.find(text) == std::string::npos) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) return false;
+      if (!drain(std::chrono::duration_cast<std::chrono::milliseconds>(until - now)) && (status_ || exited())) return false;
+    }
+    return true;
+  }
+
   [[nodiscard]] const std::string& output() const { return out_; }
 
  private:
