@@ -128,8 +128,8 @@ struct Broker::Impl {
   // False when the message could not be queued; *gone set when the peer has disconnected.
   bool send_to(const std::string& peer, char type, std::span<zmq::message_t> rest, bool* gone = nullptr);
   void reject(const std::string& where, const std::string& why, const zmq::message_t& frame) {
-    bump(self.counters_.frames_rejected);
     self.rejects_.add(where, why, bytes(frame));
+    bump(self.counters_.frames_rejected);
     dead_letter(wire::DeadLetterReason::UNDECODABLE, why, frame, nullptr);
   }
   // A rejected frame kept as a dead letter (BrokerOptions::dead_letters set).
@@ -155,9 +155,10 @@ struct Broker::Impl {
   // and not acted on.
   ValueRejectLog value_log;
   void reject_values(const wire::Message& m, const std::string& problem, const zmq::message_t& frame) {
-    bump(self.counters_.values_rejected);
     const char* kind = wire::EnumNameBody(m.kind());
+    // Kept before counted: whoever sees the count sees the entry.
     self.rejects_.add("broker cmd", std::string("value out of range in ") + kind + ": " + problem, bytes(frame));
+    bump(self.counters_.values_rejected);
     const auto* src = m.envelope().source();
     value_log.reject("broker", kind, src ? src->rank() : -1, problem);
     dead_letter(wire::DeadLetterReason::INVALID, std::string("value out of range in ") + kind + ": " + problem, frame, &m);
@@ -541,8 +542,8 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
   // Pending commands are keyed by msg_id: one that no generator produces is not forwarded.
   if (!wire::is_valid(m.envelope().msg_id())) {
     const std::string why = "the command's msg_id is missing or has seq 0, which no msg_id generator produces";
-    bump(self.counters_.commands_invalid_id);
     self.rejects_.add("broker cmd", why, bytes(frame));
+    bump(self.counters_.commands_invalid_id);
     dead_letter(wire::DeadLetterReason::INVALID, why, frame, &m);
     dispatch(from, m.envelope().msg_id() ? *m.envelope().msg_id() : MsgId(), wire::DispatchReason::INVALID_ID, {}, why);
     return;
@@ -562,8 +563,8 @@ void Broker::Impl::on_command(const std::string& from, const zmq::message_t& fra
       const std::string why = "msg_id reused for a different command (the first with this id was " +
                               std::string(wire::EnumNameCommandBody(it->second.kind)) + " to " +
                               wire::EnumNameTargetKind(first.kind()) + ")";
-      bump(self.counters_.commands_id_reused);
       self.rejects_.add("broker cmd", why, bytes(frame));
+      bump(self.counters_.commands_id_reused);
       dead_letter(wire::DeadLetterReason::INVALID, why, frame, &m);
       dispatch(from, id, wire::DispatchReason::ID_REUSED, {}, why);
       return;
