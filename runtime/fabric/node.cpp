@@ -206,6 +206,7 @@ void Node::receive_commands(zmq::socket_t& socket, bool direct) {
       on_command_frame(parts[head + 1], direct ? parts[0].to_string() : std::string());
       continue;
     }
+    bump(counters_.frames_rejected);
     const auto frames = parts.size() - std::min(head, parts.size());
     const std::string type = frames > 0 ? ", type '" + parts[head].to_string() + "'" : "";
     rejects_.add(direct ? "node direct" : "node",
@@ -213,7 +214,6 @@ void Node::receive_commands(zmq::socket_t& socket, bool direct) {
                      " (" + std::to_string(frames) + " frames" + (direct ? " after the routing id" : "") + type +
                      (direct ? "; expected ['C'][command])" : "; expected ['C'][command] or ['H'][epoch])"),
                  bytes(parts.back()));
-    bump(counters_.frames_rejected);  // after the entry: whoever sees the count sees the entry
   }
 }
 
@@ -232,8 +232,8 @@ bool same_target(const wire::CommandTarget& a, const wire::CommandTarget& b) {
 void Node::on_command_frame(zmq::message_t& frame, std::string route) {
   auto msg = decoder_.decode(bytes(frame));
   if (!msg || msg->kind() != wire::Body::Command) {
-    rejects_.add("node", msg ? "'C' frame does not hold a Command" : msg.error().message(), bytes(frame));
     bump(counters_.frames_rejected);
+    rejects_.add("node", msg ? "'C' frame does not hold a Command" : msg.error().message(), bytes(frame));
     return;
   }
   const auto& envelope = msg->envelope();
@@ -315,8 +315,8 @@ void Node::on_command_frame(zmq::message_t& frame, std::string route) {
 
 void Node::reject_command(const wire::MsgId& id, wire::Priority priority, std::string route, const std::string& why,
                           const zmq::message_t& frame, std::atomic<std::uint64_t>& counter) {
-  rejects_.add(route.empty() ? "node" : "node direct", why, bytes(frame));
   bump(counter);
+  rejects_.add(route.empty() ? "node" : "node direct", why, bytes(frame));
   auto result = wire::command_result(wire::Status::REJECTED, options_.rank, why);
   std::lock_guard lock(out_mu_);
   auto encoded = encode_result(id, priority, result);
