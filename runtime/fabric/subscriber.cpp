@@ -207,7 +207,7 @@ std::optional<Delivery> Subscriber::next(std::chrono::milliseconds timeout) {
     }
     if (now >= until) return std::nullopt;
     const auto wait = std::min(until, options_.keepalive.count() > 0 ? next_keepalive_ : until) - now;
-    zmq::poll(items.data(), items.size(), std::chrono::ceil<std::chrono::milliseconds>(wait));
+    zmq::poll(items.data(), items.size(), std::chrono::duration_cast<std::chrono::milliseconds>(wait));
   }
 }
 
