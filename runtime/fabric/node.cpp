@@ -174,11 +174,7 @@ void Node::run(const std::stop_token& stop) {
     send_telemetry(true);
     send_outbox();
     // Held through an outage that outlasted the node: never sent, counted.
-    for (const auto& b : held_) {
-      bump(counters_.telemetry_batches_dropped);
-      bump(counters_.telemetry_records_dropped, b.records.size());
-      bump(counters_.telemetry_records_dropped_outage, b.records.size());
-    }
+    for (const auto& b : held_) count_dropped_batch(b.records.size(), counters_.telemetry_records_dropped_outage);
     if (!held_.empty()) {
       spdlog::warn("rank {} on {}: stopped with {} telemetry batches held for a broker that never came back",
                    options_.rank, options_.host, held_.size());
@@ -601,9 +597,7 @@ void Node::publish(std::uint32_t layer, std::span<const wire::SeedMetrics> recor
     if (b.records.size() * sizeof(wire::SeedMetrics) >= options_.telemetry_batch_bytes) {
       if (ready_.size() >= options_.telemetry_max_queued) {
         const auto n = ready_.front().records.size();
-        bump(counters_.telemetry_batches_dropped);
-        bump(counters_.telemetry_records_dropped, n);
-        bump(counters_.telemetry_records_dropped_queue, n);
+        count_dropped_batch(n, counters_.telemetry_records_dropped_queue);
         queue_dropped_ += n;
         ready_.pop_front();
       }
@@ -694,9 +688,7 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
         h, info, b.records, b.stats ? std::span<const wire::LayerMetrics>(&*b.stats, 1) : std::span<const wire::LayerMetrics>());
     const std::string topic = telemetry_topic(b.layer);
     if (!pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-      bump(counters_.telemetry_batches_dropped);
-      bump(counters_.telemetry_records_dropped, n);
-      bump(counters_.telemetry_records_dropped_hwm, n);
+      count_dropped_batch(n, counters_.telemetry_records_dropped_hwm);
       dropped_since_last_batch_ += n;
       continue;
     }
@@ -717,6 +709,12 @@ std::chrono::steady_clock::time_point Node::send_telemetry(bool everything) {
 
 void Node::close_batch(Batch& b) { b.records_total = records_closed_[b.layer] += b.records.size(); }
 
+void Node::count_dropped_batch(std::uint64_t records, std::atomic<std::uint64_t>& stage) {
+  bump(counters_.telemetry_batches_dropped);
+  bump(counters_.telemetry_records_dropped, records);
+  bump(stage, records);
+}
+
 void Node::hold(Batch b) {
   const auto bytes_of = [](const Batch& x) { return x.records.size() * sizeof(wire::SeedMetrics); };
   held_bytes_ += bytes_of(b);
@@ -725,9 +723,7 @@ void Node::hold(Batch b) {
     const auto n = held_.front().records.size();
     held_bytes_ -= bytes_of(held_.front());
     held_.pop_front();
-    bump(counters_.telemetry_batches_dropped);
-    bump(counters_.telemetry_records_dropped, n);
-    bump(counters_.telemetry_records_dropped_outage, n);
+    count_dropped_batch(n, counters_.telemetry_records_dropped_outage);
     dropped_since_last_batch_ += n;
   }
 }

@@ -225,6 +225,8 @@ class Node {
   void check_broker(std::chrono::steady_clock::time_point now);
   // Holds a closed batch during an outage, dropping (and counting) the oldest beyond the bounds.
   void hold(Batch b);
+  // Counts a batch of `records` dropped at `stage` (one of the telemetry_records_dropped_* counters).
+  void count_dropped_batch(std::uint64_t records, std::atomic<std::uint64_t>& stage);
   void wake();
   void queue_answer(const wire::MsgId& id, wire::Priority priority, wire::CommandResultT result);
   // Encodes a result for `id` (out_mu_ held by the caller).
